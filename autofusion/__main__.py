@@ -1,0 +1,3 @@
+from autofusion.cli import main
+
+main()

@@ -1,0 +1,144 @@
+"""Contracts shared by every encoder and fusion operator.
+
+An encoder maps one modality's batch to a pooled vector ``[B, out_dim]`` (``forward``) and
+to a token sequence ``([B, T, out_dim], pad_mask [B, T] | None)`` (``tokens``) for fusion
+operators that work on tokens (early, attention). A fusion operator maps a dict of encoder
+outputs and a presence mask per modality to ``[B, out_dim]``; the classification head is
+separate, except for decision-level (late) fusion, which produces the outputs itself.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from autofusion.registry import Registry
+
+Tokens = tuple[Tensor, "Tensor | None"]  # ([B, T, D], key padding mask [B, T] True=pad)
+
+
+class Encoder(nn.Module):
+    """Base class: subclasses set ``out_dim`` and implement ``tokens``."""
+
+    modality: ClassVar[str] = ""
+    out_dim: int
+
+    def tokens(self, x: Tensor) -> Tokens:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        toks, pad = self.tokens(x)
+        if pad is None:
+            return toks.mean(dim=1)
+        keep = (~pad).unsqueeze(-1).to(toks.dtype)
+        return (toks * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+
+
+class Fusion(nn.Module):
+    """Base class for fusion operators.
+
+    Args:
+        in_dims: encoder ``out_dim`` per modality, in a fixed modality order.
+        num_outputs: size of the model output (classes or regression targets); only
+            decision-level fusion uses it.
+        weights: how modalities are weighted where the operator combines them
+            (``fixed``, ``learned`` or ``gated``).
+    """
+
+    uses_tokens: ClassVar[bool] = False
+    produces_outputs: ClassVar[bool] = False
+    out_dim: int
+
+    def __init__(self, in_dims: dict[str, int], num_outputs: int, weights: str = "fixed") -> None:
+        super().__init__()
+        self.modalities = list(in_dims)
+        self.in_dims = dict(in_dims)
+        self.num_outputs = num_outputs
+        self.weighting = ModalityWeights(in_dims, weights)
+
+    def forward(self, feats: dict[str, object], present: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    def fusion_weights(self) -> dict[str, float] | None:
+        """Learned or average gate weights per modality, for logging; None when fixed."""
+        return self.weighting.summary(self.modalities)
+
+
+class ModalityWeights(nn.Module):
+    """Per-modality weights ``[B, M]`` that sum to 1 over the modalities present.
+
+    ``fixed``: equal weights. ``learned``: a softmax over learned scalars.
+    ``gated``: a per-sample softmax computed from the pooled features.
+    """
+
+    MODES = ("fixed", "learned", "gated")
+
+    def __init__(self, in_dims: dict[str, int], mode: str = "fixed") -> None:
+        super().__init__()
+        if mode not in self.MODES:
+            from autofusion.errors import ConfigError
+
+            raise ConfigError(f"unknown fusion weights {mode!r}; known: {', '.join(self.MODES)}")
+        self.mode = mode
+        m = len(in_dims)
+        if mode == "learned":
+            self.logits = nn.Parameter(torch.zeros(m))
+        elif mode == "gated":
+            self.gate = nn.Linear(sum(in_dims.values()), m)
+        self._last_mean: Tensor | None = None
+
+    def forward(self, pooled: list[Tensor], present: Tensor) -> Tensor:
+        """Args: pooled features per modality; present ``[B, M]`` float (1 = present)."""
+        b = present.shape[0]
+        if self.mode == "fixed":
+            logits = torch.zeros(b, present.shape[1], device=present.device)
+        elif self.mode == "learned":
+            logits = self.logits.unsqueeze(0).expand(b, -1)
+        else:
+            logits = self.gate(torch.cat(pooled, dim=-1))
+        logits = logits.masked_fill(present <= 0, -1e4)
+        w = torch.softmax(logits.float(), dim=-1).to(pooled[0].dtype)
+        if self.mode == "gated":
+            self._last_mean = w.detach().mean(dim=0)
+        return w
+
+    def summary(self, names: list[str]) -> dict[str, float] | None:
+        if self.mode == "learned":
+            vals = torch.softmax(self.logits.detach().float(), dim=0)
+        elif self.mode == "gated" and self._last_mean is not None:
+            vals = self._last_mean.float()
+        else:
+            return None
+        return {n: round(float(v), 4) for n, v in zip(names, vals)}
+
+
+def present_matrix(modalities: list[str], present: dict[str, Tensor], batch: int, device) -> Tensor:
+    """Stacks per-modality presence masks into ``[B, M]`` floats (missing masks = present)."""
+    cols = [
+        present[m].float() if m in present else torch.ones(batch, device=device)
+        for m in modalities
+    ]
+    return torch.stack(cols, dim=1)
+
+
+ENCODERS: dict[str, Registry[type[Encoder]]] = {
+    m: Registry(f"{m} encoder") for m in ("image", "text", "audio", "video")
+}
+FUSIONS: Registry[type[Fusion]] = Registry("fusion")
+
+
+def register_encoder(name: str, modality: str):
+    """Class decorator: registers an encoder under ``modality``/``name``."""
+
+    def deco(cls: type[Encoder]) -> type[Encoder]:
+        cls.modality = modality
+        return ENCODERS[modality].register(name)(cls)
+
+    return deco
+
+
+def register_fusion(name: str):
+    """Class decorator: registers a fusion operator under ``name``."""
+    return FUSIONS.register(name)
