@@ -10,3 +10,23 @@ __version__ = "0.1.0"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Keeps Optuna's, MLflow's and Ray's chatter out of the user's terminal unless verbose."""
+    import logging
+    import warnings
+
+    level = logging.INFO if verbose else logging.ERROR
+    for name in ("mlflow", "optuna", "ray", "ray.tune", "alembic"):
+        logging.getLogger(name).setLevel(level)
+    if not verbose:
+        warnings.filterwarnings("ignore", message=".*is an experimental feature.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+        try:
+            import optuna
+
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
+        except ImportError:  # pragma: no cover
+            pass

@@ -48,12 +48,12 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def params(self, name: str) -> list[str]:
-        """The keyword parameters an entry accepts (beyond the ones the builder passes)."""
-        obj = self.get(name)
-        sig = inspect.signature(obj)
-        return [
-            p.name
+    def params(self, name: str) -> dict[str, object]:
+        """The keyword-only parameters an entry accepts (the ones a space file may set),
+        with their defaults (None where there is none)."""
+        sig = inspect.signature(self.get(name))
+        return {
+            p.name: (None if p.default is inspect.Parameter.empty else p.default)
             for p in sig.parameters.values()
             if p.kind is p.KEYWORD_ONLY
-        ]
+        }
