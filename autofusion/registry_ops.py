@@ -109,7 +109,8 @@ def _decide(c: Any, name: str, alias: str, lineage: dict[str, str], metric: str,
     old = current.tags.get(f"autofusion.{metric}")
     if old is None:
         return False, f"version {prev} has no {metric}; pass --force to replace it", prev
-    better = value > float(old) if mode == "max" else value < float(old)
+    new = round(value, 6)  # tags hold 6 decimals; compare like with like
+    better = new > float(old) if mode == "max" else new < float(old)
     if not better:
         return False, f"{metric} {value:.4f} does not beat version {prev}'s {float(old):.4f}", prev
     return True, f"{metric} {value:.4f} beats version {prev}'s {float(old):.4f}", prev

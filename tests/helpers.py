@@ -1,0 +1,67 @@
+"""Small synthetic PreparedData for model and training tests (no files, no decoding)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autofusion.data.info import ModalityInfo
+from autofusion.data.prepare import DataMeta, PreparedData
+from autofusion.spaces.schema import PREP_MODELS
+
+SHAPES = {"image": 32, "text": 12, "audio": (8000, 0.5), "video": (4, 32)}
+
+
+def fake_data(modalities: list[str], n: int = 24, classes: int = 3, target: str = "classification",
+              seed: int = 0) -> PreparedData:
+    """Random inputs of the right shapes and dtypes, split 50/25/25."""
+    rng = np.random.default_rng(seed)
+    arrays, infos, prep = {}, {}, {}
+    for m in modalities:
+        p = PREP_MODELS[m]().model_dump()
+        if m == "image":
+            p["size"] = 32
+            arrays[m] = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+            infos[m] = ModalityInfo("image", image_size=32)
+        elif m == "text":
+            p["max_length"] = 12
+            arrays[m] = rng.integers(0, 30, (n, 12)).astype(np.int32)
+            arrays[m][:, 8:] = 0
+            infos[m] = ModalityInfo("text", vocab_size=30, max_length=12)
+        elif m == "audio":
+            p.update(sample_rate=8000, seconds=0.5)
+            arrays[m] = rng.standard_normal((n, 4000)).astype(np.float32) * 0.1
+            infos[m] = ModalityInfo("audio", sample_rate=8000, num_samples=4000)
+        else:
+            p.update(frames=4, size=32)
+            arrays[m] = rng.integers(0, 256, (n, 4, 3, 32, 32), dtype=np.uint8)
+            infos[m] = ModalityInfo("video", image_size=32, frames=4)
+        prep[m] = p
+    if target == "classification":
+        targets = (np.arange(n) % classes).astype(np.int64)
+        names = [f"c{i}" for i in range(classes)]
+    elif target == "multilabel":
+        targets = (rng.random((n, classes)) < 0.4).astype(np.float32)
+        names = [f"t{i}" for i in range(classes)]
+    else:
+        targets = rng.standard_normal((n, 1)).astype(np.float32)
+        names = ["y"]
+    split = np.zeros(n, dtype=np.int8)
+    split[n // 2: 3 * n // 4] = 1
+    split[3 * n // 4:] = 2
+    meta = DataMeta(
+        task="+".join(modalities), modalities=list(modalities), target=target, classes=names, infos=infos,
+        prep=prep, vocab={"tokens": ["<pad>", "<unk>", *[f"w{i}" for i in range(28)]], "lowercase": True},
+        fingerprint="fake", manifest="fake.csv", columns={m: m for m in modalities}, rows=n, skipped=0,
+        class_counts=np.bincount(targets[split == 0], minlength=classes).tolist() if target == "classification" else [],
+    )
+    present = {m: np.ones(n, dtype=bool) for m in modalities}
+    return PreparedData(arrays, present, targets, split, np.arange(1, n + 1), meta)
+
+
+def flat_config(modalities: list[str], encoders: dict[str, str], fusion: str, **over) -> dict:
+    """A complete flat trial configuration with cheap defaults."""
+    flat = {**{f"encoder.{m}": encoders[m] for m in modalities}, "fusion.type": fusion, "fusion.weights": "learned",
+            "head.hidden": 16, "head.dropout": 0.0, "loss.type": "cross_entropy", "optimizer.type": "adam",
+            "optimizer.lr": 1e-3, "optimizer.weight_decay": 0.0, "train.batch_size": 8, "train.epochs": 1}
+    flat.update(over)
+    return flat

@@ -1,0 +1,86 @@
+"""The end-to-end search with real Ray Tune, Optuna and MLflow: two trials of one epoch on
+tiny demo data, then promotion and a prediction from the registered model."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from autofusion import registry_ops, tracking
+from autofusion.search import SearchOptions, run_search
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, ray_local):
+    """One real search shared by the tests of this module."""
+    root = tmp_path_factory.mktemp("e2e")
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    opts = SearchOptions(task="image_text", num_trials=2, max_epochs=1, concurrency=2, seed=0,
+                         tracking_uri=uri, home=str(root / "home"), demo_samples=96, quiet=True)
+    return run_search(opts), uri, root
+
+
+def test_parent_and_child_runs(searched):
+    result, uri, _ = searched
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name("image_text")
+    assert exp is not None and exp.experiment_id == result.experiment_id
+    parent = c.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags[tracking.KIND_TAG] == "search"
+    assert parent.data.params["search.num_trials"] == "2"
+    assert parent.data.params["search.metric"] == "val_accuracy"
+    assert "best_val_accuracy" in parent.data.metrics and "test_accuracy" in parent.data.metrics
+    children = tracking.find_child_runs(uri, exp.experiment_id, result.parent_run_id)
+    assert len(children) == 2
+    for ch in children:
+        p = ch.data.params
+        assert p["fusion.type"] in ("early", "mid", "late", "attention", "gated", "low_rank_tensor", "film")
+        assert p["encoder.image"] and p["encoder.text"] and float(p["optimizer.lr"]) > 0
+        # a parameter of an unpicked fusion choice never appears
+        assert not any(k.startswith("fusion.") and k.split(".")[1] not in (p["fusion.type"], "type", "weights")
+                       for k in p)
+        hist = c.get_metric_history(ch.info.run_id, "val_accuracy")
+        assert [m.step for m in hist] == [1]
+        assert 0.0 <= hist[0].value <= 1.0
+        assert ch.data.tags["autofusion.status"] in ("finished", "pruned")
+        assert ch.data.metrics["num_params"] > 0 and ch.data.metrics["latency_ms"] > 0
+    best = [ch for ch in children if ch.info.run_id == result.best.run_id][0]
+    assert "test_accuracy" in best.data.metrics  # the test split is evaluated once, on the best trial only
+    assert sum("test_accuracy" in ch.data.metrics for ch in children) == 1
+    artifacts = {a.path for a in c.list_artifacts(result.parent_run_id)}
+    assert {"space.yaml", "trials.csv"} <= artifacts
+
+
+def test_best_chosen_on_validation(searched):
+    result, _, _ = searched
+    vals = [t.best_value for t in result.trials if t.best_value is not None]
+    assert result.best.best_value == max(vals)
+
+
+def test_promote_registers_champion_and_predicts(searched):
+    result, uri, root = searched
+    p = registry_ops.promote(uri, task="image_text")
+    assert p.version == "1" and p.moved and p.alias == "champion"
+    c = tracking.client(uri)
+    mv = c.get_model_version_by_alias("image_text", "champion")
+    assert str(mv.version) == "1"
+    assert mv.tags["autofusion.search_run_id"] == result.parent_run_id
+    assert mv.tags["autofusion.trial_run_id"] == result.best.run_id
+    # a second promotion of the same search is not better: the alias stays
+    p2 = registry_ops.promote(uri, search=result.parent_run_id)
+    assert p2.version == "2" and not p2.moved
+    assert str(c.get_model_version_by_alias("image_text", "champion").version) == "1"
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/image_text@champion")
+    demo = root / "home" / "demo" / "image_text-96-0"
+    rows = pd.read_csv(demo / "manifest.csv").head(4)
+    rows["image"] = [str(demo / p) for p in rows["image"]]
+    pred = model.predict(rows[["image", "text"]])
+    assert list(pred.columns[:1]) == ["label"] and len(pred) == 4
+    assert set(pred["label"]) <= {"alpha", "beta", "gamma", "delta"}
+    probs = pred[[c for c in pred.columns if c.startswith("prob_")]].to_numpy()
+    assert probs.shape == (4, 4) and abs(probs.sum(axis=1) - 1).max() < 1e-5
