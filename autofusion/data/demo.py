@@ -14,10 +14,10 @@ the label (the label is uniform given one modality's attributes), and additive l
 
 What each modality shows (first attribute, second attribute):
 
-- image: shape circle/square, colour warm/cool (random position, size, hue; noisy background);
-- text: an animal/vehicle word, a fruit/tool word, among filler words in random order;
+- image: size small/large, colour warm/cool (random shape, position, hue; noisy background);
+- text: animal/vehicle words, fruit/tool words, among filler words in random order;
 - audio: pitch low/high, tone steady/pulsed (random frequency, phase, rate; noise);
-- video: a ball moving left/right, steady/blinking (random start, speed, colour; noise).
+- video: a ball shrinking/growing, steady/blinking (random drift, size, colour; noise).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import av
@@ -46,8 +48,7 @@ TASKS: dict[str, tuple[str, ...]] = {
 }
 
 CLASS_NAMES: tuple[str, ...] = ("alpha", "beta", "gamma", "delta")
-DEFAULT_NUM_SAMPLES = 1600
-DEFAULT_NUM_SAMPLES_VIDEO = 800
+DEFAULT_NUM_SAMPLES = 1600  # all tasks: with ~1200 training samples small models find the XOR
 
 IMAGE_SIZE = 32
 SAMPLE_RATE = 8000
@@ -55,9 +56,9 @@ AUDIO_SECONDS = 0.5
 VIDEO_FRAMES = 8
 VIDEO_FPS = 8
 
-_POOL_MIN_SAMPLES = 200  # below this, starting worker processes costs more than it saves
+_POOL_MIN_SAMPLES = 400  # below this, starting worker processes costs more than it saves
 _MAX_PROCESSES = 8
-_CHUNK = 25  # samples per pool task
+_CHUNK = 50  # samples per pool task
 
 _FOLDERS = {"image": "images", "audio": "audio", "video": "video"}
 _SUFFIXES = {"image": ".png", "audio": ".wav", "video": ".mp4"}
@@ -85,9 +86,9 @@ def _resolve_task(task: str) -> tuple[str, ...]:
 
 
 def _resolve_num_samples(task: str, num_samples: int | None) -> int:
-    modalities = _resolve_task(task)
+    _resolve_task(task)
     if num_samples is None:
-        return DEFAULT_NUM_SAMPLES_VIDEO if "video" in modalities else DEFAULT_NUM_SAMPLES
+        return DEFAULT_NUM_SAMPLES
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ConfigError(f"demo num_samples must be a positive integer, got {num_samples!r}")
     return num_samples
@@ -133,29 +134,35 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def _hue_colour(hue_degrees: float, rng: np.random.Generator) -> tuple[int, int, int]:
+    """An RGB colour of the given hue with random, fairly high saturation and brightness."""
     r, g, b = colorsys.hsv_to_rgb((hue_degrees % 360) / 360, rng.uniform(0.65, 1), rng.uniform(0.75, 1))
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def _render_image(square: int, cool: int, rng: np.random.Generator, path: Path) -> None:
-    """A circle (0) or square (1) in a warm (0) or cool (1) colour on a noisy background."""
+def _render_image(large: int, cool: int, rng: np.random.Generator, path: Path) -> None:
+    """A small (0) or large (1) shape in a warm (0) or cool (1) colour on a noisy background.
+
+    The shape (circle or square), its position, exact size, hue and brightness are random
+    nuisances. Size rather than shape is the attribute: small CNNs that average-pool their
+    feature map learn circle-vs-square too slowly when it only matters through an XOR.
+    """
     hue = rng.uniform(170, 250) if cool else rng.uniform(-25, 50)  # cyan-blue vs red-yellow
-    size = int(rng.integers(10, 19))
+    size = int(rng.integers(16, 23) if large else rng.integers(6, 11))
     x0, y0 = (int(v) for v in rng.integers(1, IMAGE_SIZE - size, size=2))
     image = Image.fromarray(_to_uint8(_noise_background(rng, (IMAGE_SIZE, IMAGE_SIZE, 3))))
     box = (x0, y0, x0 + size - 1, y0 + size - 1)
     draw = ImageDraw.Draw(image)
-    (draw.rectangle if square else draw.ellipse)(box, fill=_hue_colour(hue, rng))
+    (draw.rectangle if rng.integers(2) else draw.ellipse)(box, fill=_hue_colour(hue, rng))
     pixels = np.asarray(image, dtype=np.float64) + rng.normal(0, 8, size=(IMAGE_SIZE, IMAGE_SIZE, 3))
     Image.fromarray(_to_uint8(pixels), mode="RGB").save(path, format="PNG")
 
 
 def _render_text(first: int, second: int, rng: np.random.Generator) -> str:
-    """8-12 words: 1-2 words of one group per attribute among filler words, shuffled."""
+    """8-12 words: 2-3 words of one group per attribute among filler words, shuffled."""
     length = int(rng.integers(8, 13))
     words: list[str] = []
     for bit, groups in zip((first, second), _WORD_GROUPS):
-        words += rng.choice(groups[bit], size=int(rng.integers(1, 3))).tolist()
+        words += rng.choice(groups[bit], size=int(rng.integers(2, 4))).tolist()
     words += rng.choice(_FILLER, size=length - len(words)).tolist()
     return " ".join(words[i] for i in rng.permutation(len(words)))
 
@@ -172,45 +179,50 @@ def _render_audio(high: int, pulsed: int, rng: np.random.Generator, path: Path) 
     else:
         envelope = 1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t + rng.uniform(0, 2 * np.pi))
     wave = rng.uniform(0.25, 0.5) * envelope * tone + rng.normal(0, rng.uniform(0.02, 0.08), t.size)
-    buffer = io.BytesIO()  # soundfile fsyncs real files on close; one plain write is far faster
+    buffer = io.BytesIO()  # soundfile syncs a real file to disk on close: slow
     sf.write(buffer, np.clip(wave, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV")
     path.write_bytes(buffer.getvalue())
 
 
-def _video_frames(rightward: int, blinking: int, rng: np.random.Generator) -> np.ndarray:
-    """``[frames, H, W, 3]`` uint8: a ball moving left (0) or right (1), steady (0) or blinking (1)."""
-    size = int(rng.integers(7, 11))
-    speed = rng.uniform(1.5, 2.6)
-    travel = speed * (VIDEO_FRAMES - 1)
-    start = rng.uniform(0, IMAGE_SIZE - size - travel)
-    xs = start + speed * np.arange(VIDEO_FRAMES)
-    if not rightward:
-        xs = IMAGE_SIZE - size - xs
-    y = int(rng.integers(0, IMAGE_SIZE - size + 1))
-    visible = (np.arange(VIDEO_FRAMES) + rng.integers(2)) % 2 == 0 if blinking else np.ones(VIDEO_FRAMES, bool)
+def _video_frames(growing: int, blinking: int, rng: np.random.Generator) -> np.ndarray:
+    """``[frames, H, W, 3]`` uint8: a ball that shrinks (0) or grows (1), steady (0) or blinking (1).
+
+    The ball drifts between two random points with a random colour. Growth is an attribute
+    that only the frame order reveals (a temporal encoder sees it, frame averaging does
+    not); left-vs-right motion is not used, as per-frame CNNs that average-pool space
+    cannot see where the ball is.
+    """
+    small, large = rng.uniform(4, 7), rng.uniform(14, 19)
+    sizes = np.linspace(small, large, VIDEO_FRAMES)[:: 1 if growing else -1]
+    centres = np.linspace(*rng.uniform(9.5, IMAGE_SIZE - 9.5, size=(2, 2)), VIDEO_FRAMES)
+    visible = np.ones(VIDEO_FRAMES, bool)
+    if blinking:  # every other frame, starting on or off
+        visible = (np.arange(VIDEO_FRAMES) + rng.integers(2)) % 2 == 0
     colour = _hue_colour(rng.uniform(0, 360), rng)
     background = _noise_background(rng, (IMAGE_SIZE, IMAGE_SIZE, 3))
-    noisy = _to_uint8(background + rng.normal(0, 6, size=(VIDEO_FRAMES, *background.shape)))
-    frames = []
-    for pixels, x, shown in zip(noisy, xs, visible):
-        frame = Image.fromarray(pixels)
-        if shown:
-            x0 = int(round(x))
-            ImageDraw.Draw(frame).ellipse((x0, y, x0 + size - 1, y + size - 1), fill=colour)
-        frames.append(np.asarray(frame))
-    return np.stack(frames)
+    noise = rng.normal(0, 6, size=(VIDEO_FRAMES, *background.shape))
+    strip = Image.fromarray(_to_uint8(background + noise).reshape(-1, IMAGE_SIZE, 3))  # frames stacked
+    draw = ImageDraw.Draw(strip)
+    for t in np.flatnonzero(visible):
+        (cx, cy), r = centres[t], sizes[t] / 2
+        cy += t * IMAGE_SIZE
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+    return np.asarray(strip).reshape(VIDEO_FRAMES, IMAGE_SIZE, IMAGE_SIZE, 3)
 
 
 def _video_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def _render_video(rightward: int, blinking: int, rng: np.random.Generator, path: Path) -> None:
+def _render_video(growing: int, blinking: int, rng: np.random.Generator, path: Path) -> None:
     """Encodes :func:`_video_frames` as an MP4 with PyAV (H.264, or MPEG-4 part 2 if absent)."""
-    frames = _video_frames(rightward, blinking, rng)
+    frames = _video_frames(growing, blinking, rng)
     codec = _video_codec()
-    with av.open(str(path), mode="w", format="mp4") as container:
-        options = {"crf": "18", "preset": "veryfast"} if codec == "libx264" else {}
+    options = {}
+    if codec == "libx264":  # no look-ahead or B-frames: faster to open, a plain stream
+        options = {"crf": "18", "preset": "veryfast", "x264-params": "rc-lookahead=0:bframes=0"}
+    buffer = io.BytesIO()  # muxed in memory and written once: many small writes are slow
+    with av.open(buffer, mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=VIDEO_FPS, options=options)
         stream.width = stream.height = IMAGE_SIZE
         stream.pix_fmt = "yuv420p"
@@ -220,6 +232,7 @@ def _render_video(rightward: int, blinking: int, rng: np.random.Generator, path:
         for array in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         container.mux(stream.encode(None))
+    path.write_bytes(buffer.getvalue())
 
 
 # ---------------------------------------------------------------- writing
@@ -259,41 +272,49 @@ def _write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _render_chunk(job: tuple[tuple[str, ...], np.ndarray, list[np.random.SeedSequence], str, list[str]]) -> list[list[str]]:
-    """Renders a run of samples (a pool task); returns their modality cells in order."""
+def _render_chunk(
+    job: tuple[tuple[str, ...], np.ndarray, list[np.random.SeedSequence], Path, list[str]],
+) -> list[list[str]]:
+    """Renders a run of samples (one pool task); returns their modality cells in order."""
     modalities, latents, seeds, out_dir, stems = job
-    return [_render_sample(modalities, l, s, Path(out_dir), t) for l, s, t in zip(latents, seeds, stems)]
+    return [
+        _render_sample(modalities, latent, sample_seed, out_dir, stem)
+        for latent, sample_seed, stem in zip(latents, seeds, stems)
+    ]
 
 
-def _processes(count: int) -> int:
-    """Worker processes for ``count`` samples: 1 (no pool) for small sets or inside daemons."""
+def _pool_size(count: int) -> int:
+    """Worker processes for ``count`` samples; 1 (no pool) for small sets and in daemons."""
     if count < _POOL_MIN_SAMPLES or multiprocessing.current_process().daemon:
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cpus, _MAX_PROCESSES, -(-count // _CHUNK)))
+    return min(cpus, _MAX_PROCESSES)
 
 
 def _render_all(
     modalities: tuple[str, ...], latents: np.ndarray, seeds: list[np.random.SeedSequence],
     out_dir: Path, stems: list[str],
 ) -> list[list[str]]:
-    """The modality cells of every sample, rendered in a process pool when that pays off.
+    """The modality cells of every sample, in order, rendered in worker processes if worth it.
 
-    File creation and video encoding dominate, and they overlap well across processes
-    (2-3x faster on 2 cores). Each sample has its own seed, so the output does not depend
-    on the number of processes. ``forkserver`` avoids forking a threaded parent (Ray, torch).
+    Video encoding and file creation dominate; processes roughly halve the time on 2 cores.
+    Every sample has its own seed, so the output does not depend on the worker count.
+    ``forkserver``/``spawn`` avoid forking a threaded parent (Ray, torch); if the pool
+    breaks (e.g. a script without an ``if __name__ == "__main__"`` guard), render serially.
     """
     jobs = [
-        (modalities, latents[i : i + _CHUNK], seeds[i : i + _CHUNK], str(out_dir), stems[i : i + _CHUNK])
+        (modalities, latents[i : i + _CHUNK], seeds[i : i + _CHUNK], out_dir, stems[i : i + _CHUNK])
         for i in range(0, len(stems), _CHUNK)
     ]
-    processes = _processes(len(stems))
-    if processes == 1:
-        return [cells for job in jobs for cells in _render_chunk(job)]
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
-    with context.Pool(processes) as pool:
-        return [cells for chunk in pool.imap(_render_chunk, jobs) for cells in chunk]
+    workers = _pool_size(len(stems))
+    if workers > 1:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+                return [cells for chunk in pool.map(_render_chunk, jobs) for cells in chunk]
+        except BrokenProcessPool:
+            pass
+    return [cells for job in jobs for cells in _render_chunk(job)]
 
 
 def write_demo(task: str, out_dir: str | Path, *, num_samples: int | None = None, seed: int = 0) -> Path:

@@ -28,7 +28,7 @@ from autofusion.data.info import ModalityInfo
 from autofusion.data.manifest import read_manifest, resolve_columns
 from autofusion.data.splits import NAMES, TEST, TRAIN, VAL, assign_splits, parse_split_column
 from autofusion.data.text import Vocab
-from autofusion.errors import DataError
+from autofusion.errors import ConfigError, DataError
 
 CACHE_VERSION = 1
 FILE_MODALITIES = ("image", "audio", "video")
@@ -115,6 +115,48 @@ def default_home() -> Path:
     return Path(os.environ.get("AUTOFUSION_HOME", ".autofusion")).resolve()
 
 
+@dataclass
+class RowCheck:
+    """Every row of a manifest, checked and decoded, before any row is dropped or split.
+
+    What :func:`prepare_data` builds on and ``data inspect`` reports from. Arrays and
+    masks cover all rows, in manifest order.
+
+    Attributes:
+        manifest: the manifest, resolved.
+        df: the manifest as read.
+        roles: role -> column.
+        present: per modality, bool ``[rows]``: the cell is not empty.
+        target: classification, multilabel or regression.
+        classes: class names (the label column's name for regression).
+        targets: encoded targets of every row (meaningless where the label is bad).
+        given: split codes from the split column, -1 where it is empty or absent.
+        bad: every problem found, sorted by row.
+        arrays: decoded file modalities (zeros where empty or unreadable).
+    """
+
+    manifest: Path
+    df: pd.DataFrame
+    roles: dict[str, str]
+    modalities: list[str]
+    allow_missing: list[str]
+    present: dict[str, np.ndarray]
+    target: str
+    classes: list[str]
+    targets: np.ndarray
+    given: np.ndarray
+    bad: list[BadRow]
+    arrays: dict[str, np.ndarray]
+    prep: dict[str, dict]
+    fingerprint: str
+    cache_hit: bool
+
+    @property
+    def bad_rows(self) -> list[int]:
+        """The 1-based rows with at least one problem."""
+        return sorted({b.row for b in self.bad})
+
+
 def prepare_data(
     manifest: str | Path,
     space: Any,
@@ -126,51 +168,99 @@ def prepare_data(
     progress: Callable[[int, int], None] | None = None,
 ) -> PreparedData:
     """Reads, checks, decodes (once, cached) and splits a manifest for ``space``'s modalities."""
+    policy = on_bad_rows or space.file.data.on_bad_rows
+    if policy not in ("error", "skip"):
+        raise ConfigError(f"on_bad_rows must be 'error' or 'skip', but got {policy!r}")
+    check = check_rows(manifest, space, columns=columns, home=home, progress=progress)
+    if check.bad and policy == "error":
+        raise DataError(_bad_rows_message(check.manifest, check.bad, len(check.df)))
+    return split_rows(check, space, on_bad_rows=policy, seed=seed)
+
+
+def check_rows(
+    manifest: str | Path,
+    space: Any,
+    *,
+    columns: dict[str, str] | None = None,
+    home: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RowCheck:
+    """Reads a manifest, finds its columns, parses labels and split values, and decodes every
+    file (once, cached), recording each bad row instead of raising.
+
+    Raises:
+        DataError: the manifest itself is unusable (missing, unreadable, no label column,
+            a bad split value ...).
+    """
     manifest = Path(manifest).resolve()
     ds = space.file.data
     modalities = space.modalities
-    policy = on_bad_rows or ds.on_bad_rows
     for m in ds.allow_missing:
         if m not in modalities:
             raise DataError(f"data.allow_missing: {m!r} is not one of the modalities ({', '.join(modalities)})")
     df = read_manifest(manifest)
     roles = resolve_columns(df, manifest, modalities, flag=columns, space=ds.columns)
-    base = manifest.parent
+    given = (parse_split_column(df[roles["split"]], str(manifest)) if "split" in roles
+             else np.full(len(df), -1, np.int8))
     bad: list[BadRow] = []
 
     present = {m: _present_cells(df[roles[m]]) for m in modalities}
     for m in modalities:
         if m not in ds.allow_missing:
+            what = "empty text" if m == "text" else "empty cell"
             for i in np.flatnonzero(~present[m]):
-                bad.append(BadRow(i + 1, m, "empty cell" if m != "text" else "empty text"))
-    target, classes, targets, label_ok = _parse_labels(df[roles["label"]], ds, manifest, roles["label"])
-    for i in np.flatnonzero(~label_ok):
-        bad.append(BadRow(i + 1, "label", "empty or not a valid label"))
+                bad.append(BadRow(int(i) + 1, m, f"{what} (allow with data.allow_missing: [{m}])"))
+    if set(modalities) <= set(ds.allow_missing):  # otherwise an empty row is already bad above
+        nothing = ~np.any(np.stack([present[m] for m in modalities]), axis=0)
+        for i in np.flatnonzero(nothing):
+            bad.append(BadRow(int(i) + 1, "inputs", "every modality is empty"))
+    target, classes, targets, label_bad = _parse_labels(df[roles["label"]], ds, manifest, roles["label"])
+    for i, reason in label_bad.items():
+        bad.append(BadRow(i + 1, "label", reason))
 
     prep = {m: space.prep[m].model_dump() for m in modalities}
     fingerprint = data_fingerprint(manifest, df, roles, [m for m in modalities if m in FILE_MODALITIES], present)
     key = _cache_key(fingerprint, roles, prep)
     cache_dir = (home or default_home()) / "cache" / key
-    arrays, file_bad, hit = _decoded(cache_dir, df, roles, base, modalities, present, prep, progress)
+    arrays, file_bad, hit = _decoded(cache_dir, df, roles, manifest.parent, modalities, present, prep, progress)
     bad.extend(file_bad)
+    order = {f: k for k, f in enumerate([*modalities, "inputs", "label"])}
+    bad.sort(key=lambda b: (b.row, order.get(b.field, len(order))))
+    return RowCheck(manifest, df, roles, list(modalities), list(ds.allow_missing), present, target, classes,
+                    targets, given, bad, arrays, prep, fingerprint, hit)
 
-    bad_idx = sorted({b.row - 1 for b in bad})
-    if bad and policy == "error":
-        raise DataError(_bad_rows_message(manifest, bad, len(df)))
-    keep = np.setdiff1d(np.arange(len(df)), np.array(bad_idx, dtype=int))
-    given = parse_split_column(df[roles["split"]], str(manifest)) if "split" in roles else np.full(len(df), -1, np.int8)
 
-    keep, targets, classes, dropped = _check_classes(keep, targets, classes, target, given, policy, manifest, roles["label"])
+def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> PreparedData:
+    """Drops bad rows (``on_bad_rows="skip"``; with ``"error"`` there must be none) and
+    classes too small to split, splits the rest and tokenises text."""
+    ds = space.file.data
+    df, manifest, roles, modalities = check.df, check.manifest, check.roles, check.modalities
+    target, classes, targets = check.target, check.classes, check.targets
+    if check.bad and on_bad_rows == "error":
+        raise DataError(_bad_rows_message(manifest, check.bad, len(df)))
+    keep = np.setdiff1d(np.arange(len(df)), np.array(check.bad_rows, dtype=int) - 1)
+    if len(keep) == 0:
+        raise DataError(f"{manifest}: no usable rows: all {len(df)} rows are bad, e.g. {check.bad[0]}")
+    keep, targets, classes, dropped = _check_classes(keep, targets, classes, target, check.given, on_bad_rows,
+                                                     manifest, roles["label"])
     skipped = len(df) - len(keep)
-    given = given[keep]
-    split = assign_splits(given, targets[keep] if target == "classification" else None,
-                          ds.val_fraction, ds.test_fraction, seed)
+    given = check.given[keep]
+    try:
+        split = assign_splits(given, targets[keep] if target == "classification" else None,
+                              ds.val_fraction, ds.test_fraction, seed)
+    except DataError as exc:
+        raise DataError(f"{manifest}: {exc}") from None
     for code, name in ((TRAIN, "train"), (VAL, "val")):
         if not (split == code).any():
             raise DataError(f"{manifest}: no {name} rows left after the split; add rows or change the split column")
+    if "split" not in roles:
+        source = "seeded"
+    else:
+        source = "column" if np.array_equal(split, given) else "column+seeded"
 
-    kept_arrays = {m: (a if len(keep) == len(df) else a[keep]) for m, a in arrays.items()}
-    kept_present = {m: p[keep] for m, p in present.items()}
+    kept_arrays = {m: (a if len(keep) == len(df) else a[keep]) for m, a in check.arrays.items()}
+    kept_present = {m: p[keep] for m, p in check.present.items()}
+    prep = check.prep
     infos = {m: _info(m, prep[m]) for m in modalities if m != "text"}
     vocab_json = None
     if "text" in modalities:
@@ -188,11 +278,10 @@ def prepare_data(
     )
     meta = DataMeta(
         task=space.task, modalities=list(modalities), target=target, classes=list(classes),
-        infos=infos, prep=prep, vocab=vocab_json, fingerprint=fingerprint, manifest=str(manifest),
-        columns=roles, rows=len(df), skipped=skipped, bad_rows=[str(b) for b in bad[:20]] + dropped,
+        infos=infos, prep=prep, vocab=vocab_json, fingerprint=check.fingerprint, manifest=str(manifest),
+        columns=roles, rows=len(df), skipped=skipped, bad_rows=[str(b) for b in check.bad[:20]] + dropped,
         split_counts={n: int((split == c).sum()) for c, n in enumerate(NAMES)}, class_counts=counts,
-        allow_missing=list(ds.allow_missing), split_source="column" if "split" in roles else "seeded",
-        cache_hit=hit,
+        allow_missing=list(ds.allow_missing), split_source=source, cache_hit=check.cache_hit,
     )
     return PreparedData(kept_arrays, kept_present, kept_targets, split, keep + 1, meta)
 
@@ -202,37 +291,47 @@ def _present_cells(col: pd.Series) -> np.ndarray:
     return (s.notna() & (s.str.strip() != "")).fillna(False).to_numpy(dtype=bool)
 
 
-def _parse_labels(col: pd.Series, ds: Any, manifest: Path, name: str) -> tuple[str, list[str], np.ndarray, np.ndarray]:
-    """Decides the target kind and encodes the labels; returns (kind, classes, targets, ok)."""
+def _parse_labels(
+    col: pd.Series, ds: Any, manifest: Path, name: str
+) -> tuple[str, list[str], np.ndarray, dict[int, str]]:
+    """Decides the target kind and encodes the labels; returns (kind, classes, targets,
+    {0-based row: why its label is bad})."""
     values = col.tolist()
     ok = np.array([not _is_missing(v) for v in values], dtype=bool)
+    bad = {int(i): "empty label" for i in np.flatnonzero(~ok)}
     target = ds.target
     if target == "auto":
-        if ds.label_delimiter or any(isinstance(v, (list, tuple, np.ndarray)) for v in values):
+        given = [v for v, k in zip(values, ok) if k]
+        if ds.label_delimiter or any(isinstance(v, (list, tuple, np.ndarray)) for v in given):
             target = "multilabel"
-        elif pd.api.types.is_float_dtype(col.dtype) and not all(
-            float(v).is_integer() for v, k in zip(values, ok) if k
-        ):
+        elif given and all(_is_number(v) for v in given) and not all(float(v).is_integer() for v in given):
             target = "regression"
         else:
             target = "classification"
     if target == "regression":
         nums = pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
-        ok &= np.isfinite(nums)
-        return target, [name], np.nan_to_num(nums).astype(np.float32).reshape(-1, 1), ok
+        for i in np.flatnonzero(ok & ~np.isfinite(nums)):
+            bad[int(i)] = f"{values[i]!r} is not a finite number"
+        return target, [name], np.nan_to_num(nums).astype(np.float32).reshape(-1, 1), bad
     if target == "multilabel":
         sets = [_label_set(v, ds.label_delimiter) if k else [] for v, k in zip(values, ok)]
-        ok &= np.array([len(s) > 0 for s in sets], dtype=bool)
-        classes = sorted({c for s in sets for c in s})
+        for i, (s, k) in enumerate(zip(sets, ok)):
+            if k and not s:
+                bad[i] = "empty label list"
+        classes = sorted({c for s in sets for c in s}, key=_natural)
         index = {c: i for i, c in enumerate(classes)}
         multi = np.zeros((len(values), len(classes)), dtype=np.float32)
         for i, s in enumerate(sets):
             multi[i, [index[c] for c in s]] = 1.0
-        return target, classes, multi, ok
+        return target, classes, multi, dict(sorted(bad.items()))
     names = [_label_name(v) if k else "" for v, k in zip(values, ok)]
     uniq = sorted({n for n, k in zip(names, ok) if k}, key=_natural)
     index = {c: i for i, c in enumerate(uniq)}
-    return target, uniq, np.array([index.get(n, 0) for n in names], dtype=np.int64), ok
+    return target, uniq, np.array([index.get(n, 0) for n in names], dtype=np.int64), bad
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def _is_missing(v: Any) -> bool:
@@ -270,6 +369,11 @@ def _check_classes(
     """Single class and too-small classes; re-indexes classes after dropping rows."""
     if len(keep) == 0:
         raise DataError(f"{manifest}: no usable rows")
+    if target == "multilabel":
+        used = targets[keep].any(axis=0)
+        if not used.all():
+            targets, classes = targets[:, used], [c for c, u in zip(classes, used) if u]
+        return keep, targets, classes, []
     if target != "classification":
         return keep, targets, classes, []
     dropped: list[str] = []
@@ -278,6 +382,7 @@ def _check_classes(
     small = [c for c in range(len(classes)) if 0 < counts[c] < MIN_ROWS_PER_CLASS]
     if small and needs_split:
         desc = ", ".join(f"{classes[c]!r} ({counts[c]} rows)" for c in small[:5])
+        desc += f" and {len(small) - 5} more" if len(small) > 5 else ""
         if policy == "error":
             raise DataError(
                 f"{manifest}: classes with too few rows to split into train/val/test: {desc}; "

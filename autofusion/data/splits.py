@@ -22,11 +22,14 @@ def parse_split_column(values: pd.Series, where: str) -> np.ndarray:
     """Split names -> codes; -1 where the cell is empty (those rows are assigned later)."""
     out = np.full(len(values), -1, dtype=np.int8)
     for i, v in enumerate(values.tolist()):
-        if v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip()) or v is pd.NA:
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip()):
             continue
         code = ALIASES.get(str(v).strip().lower())
         if code is None:
-            raise DataError(f"{where}: split value {v!r} in row {i + 1}; use train, val or test")
+            raise DataError(
+                f"{where}: split value {v!r} in row {i + 1}; use train, val or test "
+                f"(or {', '.join(a for a in ALIASES if a not in NAMES)})"
+            )
         out[i] = code
     return out
 
@@ -55,20 +58,25 @@ def assign_splits(
     else:
         pool, fr_val, fr_test = free, val_fraction, test_fraction
         codes[pool] = TRAIN
-    rest = _split_off(pool, strata, fr_test, seed)
+    rest = _split_off(pool, strata, fr_test, seed, "test")
     codes[rest[1]] = TEST
     if fr_val > 0:
-        tr_val = _split_off(rest[0], strata, fr_val / max(1e-9, 1 - fr_test), seed + 1)
+        tr_val = _split_off(rest[0], strata, fr_val / max(1e-9, 1 - fr_test), seed + 1, "val")
         codes[tr_val[1]] = VAL
     return codes
 
 
-def _split_off(idx: np.ndarray, strata: np.ndarray | None, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split_off(
+    idx: np.ndarray, strata: np.ndarray | None, fraction: float, seed: int, name: str
+) -> tuple[np.ndarray, np.ndarray]:
     if fraction <= 0 or len(idx) == 0:
         return idx, idx[:0]
     n_out = max(1, int(round(len(idx) * fraction)))
     if n_out >= len(idx):
-        raise DataError(f"too few rows ({len(idx)}) to split off {fraction:.0%} for validation and test")
+        raise DataError(
+            f"too few rows ({len(idx)}) to split off a {name} set ({n_out} rows) and keep training rows; "
+            f"add rows, lower data.{name}_fraction or give a split column"
+        )
     strat = None
     if strata is not None:
         s = strata[idx]

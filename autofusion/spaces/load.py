@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -22,6 +22,7 @@ from autofusion.spaces.schema import (
     ChoiceSection,
     Distribution,
     SpaceFile,
+    error_parts,
 )
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -33,6 +34,22 @@ SHARED_PARAMS: dict[str, dict[str, type]] = {
     "optimizer": {"lr": float, "weight_decay": float},
     "lr_schedule": {"warmup_epochs": int},
     "encoder": {},
+}
+
+# Ranges of the parameters that no registry describes, checked on the constant, on each
+# categorical choice and on both bounds of a range. None is allowed where listed.
+VALUE_RULES: dict[str, tuple[type, Callable[[Any], bool], str, bool]] = {
+    "optimizer.lr": (float, lambda v: v > 0, "the learning rate must be > 0", False),
+    "optimizer.weight_decay": (float, lambda v: v >= 0, "must be >= 0", False),
+    "loss.aux_weight": (float, lambda v: v >= 0, "must be >= 0", False),
+    "lr_schedule.warmup_epochs": (int, lambda v: v >= 0, "must be >= 0", False),
+    "head.hidden": (int, lambda v: v >= 1, "must be >= 1", False),
+    "head.dropout": (float, lambda v: 0 <= v < 1, "must be >= 0 and < 1", False),
+    "train.batch_size": (int, lambda v: v >= 1, "must be >= 1", False),
+    "train.epochs": (int, lambda v: v >= 1, "must be >= 1 (leave it out to use search.max_epochs)", True),
+    "train.modality_dropout": (float, lambda v: 0 <= v < 1, "must be >= 0 and < 1", False),
+    "train.grad_clip": (float, lambda v: v >= 0, "must be >= 0 (0 turns clipping off)", True),
+    "train.amp": (bool, lambda v: True, "", False),
 }
 
 
@@ -86,7 +103,8 @@ def load_space(task: str | None = None, space: str | Path | None = None) -> Spac
     """Reads, parses and validates a space file (a task's built-in one by default)."""
     path = resolve_space_path(task, space)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -94,15 +112,26 @@ def load_space(task: str | None = None, space: str | Path | None = None) -> Spac
         raise ConfigError(f"{path}: invalid YAML: {where}{problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    dup = _duplicate_key(text)
+    if dup is not None:
+        raise ConfigError(f"{path}: {dup}")
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; a space file is a YAML mapping (task, modalities, ...)")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a space file must be a YAML mapping, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: a space file must be a YAML mapping (task, modalities, ...), but got a "
+            f"{type(raw).__name__}: {raw!r:.80}"
+        )
     try:
         parsed = SpaceFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc)}") from None
     try:
         prep = _validate_prep(parsed)
+        _validate_data(parsed)
         _validate_names(parsed)
+        _validate_values(parsed)
+        _validate_search(parsed)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     if task is not None and space is not None and parsed.task != task:
@@ -112,19 +141,44 @@ def load_space(task: str | None = None, space: str | Path | None = None) -> Spac
     return Space(file=parsed, path=path, prep=prep)
 
 
+def _duplicate_key(text: str) -> str | None:
+    """Where a mapping repeats a key: safe_load keeps the last silently, so a second
+    ``attention:`` entry would replace the first unnoticed."""
+    seen_nodes: set[int] = set()
+
+    def walk(node: yaml.Node, keys: tuple[str, ...]) -> str | None:
+        if id(node) in seen_nodes:  # an alias of a node already walked
+            return None
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in node.value:
+                name = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
+                if isinstance(k, yaml.ScalarNode) and name != "<<":
+                    if name in seen:
+                        where = ".".join((*keys, name))
+                        return (f"{where}: duplicate key at line {k.start_mark.line + 1}, column "
+                                f"{k.start_mark.column + 1}; only the last would count")
+                    seen.add(name)
+                found = walk(v, (*keys, name))
+                if found:
+                    return found
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                found = walk(v, (*keys, str(i)))
+                if found:
+                    return found
+        return None
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    return walk(root, ()) if root is not None else None
+
+
 def _describe(exc: ValidationError) -> str:
     """One line for the first pydantic error: key path, rule and value."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    value = err.get("input")
-    shown = "" if isinstance(value, dict) or err["type"] == "missing" else f" (got {value!r})"
+    loc, msg = error_parts(exc.errors()[0])
     more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return f"{loc or 'top level'}: {msg}{shown}{more}"
+    return f"{'.'.join(loc) or 'top level'}: {msg}{more}"
 
 
 def _validate_prep(parsed: SpaceFile) -> dict[str, BaseModel]:
@@ -151,6 +205,64 @@ def _validate_prep(parsed: SpaceFile) -> dict[str, BaseModel]:
     return prep
 
 
+def _validate_data(parsed: SpaceFile) -> None:
+    from autofusion.data.manifest import ROLES
+
+    mods = list(parsed.modalities)
+    roles = [r for r in ROLES if r in mods or r not in PREP_MODELS]
+    for role in parsed.data.columns:
+        if role not in roles:
+            raise ConfigError(f"data.columns.{role}: unknown role; known for this file: {', '.join(roles)}")
+    for m in parsed.data.allow_missing:
+        if m not in mods:
+            raise ConfigError(
+                f"data.allow_missing: {m!r} is not one of the file's modalities ({', '.join(mods)})"
+            )
+
+
+def _validate_search(parsed: SpaceFile) -> None:
+    s, target = parsed.search, parsed.data.target
+    if s.metric is not None:
+        from autofusion.train import METRICS
+
+        targets = list(METRICS) if target == "auto" else [target]
+        known = list(dict.fromkeys(f"val_{m}" for t in targets for m in METRICS[t]))
+        if s.metric not in known:
+            kind = "any target" if target == "auto" else f"{target} targets"
+            raise ConfigError(f"search.metric: unknown metric {s.metric!r} for {kind}; known: {', '.join(known)}")
+    if s.objectives:
+        from autofusion.search import EXTRA_OBJECTIVES
+
+        for o in s.objectives:
+            if o not in EXTRA_OBJECTIVES:
+                raise ConfigError(f"search.objectives: unknown objective {o!r}; known: {', '.join(EXTRA_OBJECTIVES)}")
+
+
+def _validate_values(parsed: SpaceFile) -> None:
+    """Types and ranges of the shared, head and train parameters (see VALUE_RULES)."""
+    f = parsed
+    found = {
+        "optimizer.lr": f.optimizer.shared.get("lr"),
+        "optimizer.weight_decay": f.optimizer.shared.get("weight_decay"),
+        "loss.aux_weight": f.loss.shared.get("aux_weight"),
+        "lr_schedule.warmup_epochs": f.lr_schedule.shared.get("warmup_epochs") if f.lr_schedule else None,
+        **{f"head.{k}": getattr(f.head, k) for k in ("hidden", "dropout")},
+        **{f"train.{k}": getattr(f.train, k) for k in ("batch_size", "epochs", "modality_dropout", "grad_clip", "amp")},
+    }
+    if "lr" not in f.optimizer.shared:
+        raise ConfigError("optimizer.lr: missing key; give a learning rate or a range")
+    for where, param in found.items():
+        expected, ok, rule, none_ok = VALUE_RULES[where]
+        if isinstance(param, Distribution) and param.type == "float" and expected is int:
+            raise ConfigError(f"{where}: an integer parameter needs type int or categorical, but got type float")
+        for v in _values(param):
+            if v is None and none_ok:
+                continue
+            _check_type(where, v, expected)
+            if not ok(v):
+                raise ConfigError(f"{where}: {rule}, but got {v!r}")
+
+
 def _validate_names(parsed: SpaceFile) -> None:
     # Imported here: filling the registries imports torch, which `spaces list` doesn't need.
     from autofusion.models import ENCODERS, FUSIONS
@@ -158,12 +270,12 @@ def _validate_names(parsed: SpaceFile) -> None:
     from autofusion.optim import OPTIMIZERS, SCHEDULES
 
     for modality, section in parsed.encoders.items():
-        _check_section(f"encoders.{modality}", section, ENCODERS[modality], "encoder")
-    _check_section("fusion", parsed.fusion, FUSIONS, "fusion")
-    _check_section("loss", parsed.loss, LOSSES, "loss")
-    _check_section("optimizer", parsed.optimizer, OPTIMIZERS, "optimizer")
+        _check_section(f"encoders.{modality}", section, ENCODERS[modality], "encoder", parsed)
+    _check_section("fusion", parsed.fusion, FUSIONS, "fusion", parsed)
+    _check_section("loss", parsed.loss, LOSSES, "loss", parsed)
+    _check_section("optimizer", parsed.optimizer, OPTIMIZERS, "optimizer", parsed)
     if parsed.lr_schedule is not None:
-        _check_section("lr_schedule", parsed.lr_schedule, SCHEDULES, "lr_schedule")
+        _check_section("lr_schedule", parsed.lr_schedule, SCHEDULES, "lr_schedule", parsed)
     weights = parsed.fusion.shared.get("weights")
     from autofusion.models.base import ModalityWeights
 
@@ -172,14 +284,16 @@ def _validate_names(parsed: SpaceFile) -> None:
             raise ConfigError(
                 f"fusion.weights: unknown fusion weights {w!r}; known: {', '.join(ModalityWeights.MODES)}"
             )
-    for key in ("lr", "weight_decay"):
-        for v in _values(parsed.optimizer.shared.get(key)):
-            if key == "lr" and (not isinstance(v, (int, float)) or v <= 0):
-                raise ConfigError(f"optimizer.lr: the learning rate must be > 0, but got {v!r}")
-            if key == "weight_decay" and (not isinstance(v, (int, float)) or v < 0):
-                raise ConfigError(f"optimizer.weight_decay: must be >= 0, but got {v!r}")
-    if "lr" not in parsed.optimizer.shared:
-        raise ConfigError("optimizer.lr: missing; give a learning rate or a range")
+    target = parsed.data.target
+    if target != "auto":
+        from autofusion.models.losses import losses_for
+
+        for name in parsed.loss.choices:
+            if target not in LOSSES.get(name).targets:
+                raise ConfigError(
+                    f"loss.choices.{name}: does not fit data.target {target!r}; "
+                    f"use one of: {', '.join(losses_for(target))}"
+                )
 
 
 def _values(param: Any) -> list[Any]:
@@ -193,8 +307,22 @@ def _values(param: Any) -> list[Any]:
     return [param]
 
 
-def _check_section(where: str, section: ChoiceSection, registry: Registry, kind: str) -> None:
+def _name_domains(kind: str, parsed: SpaceFile) -> dict[str, list[str]]:
+    """String parameters whose values must name something the file or a registry knows."""
+    if kind == "fusion":
+        return {"target": list(parsed.modalities)}  # film: the modality that is modulated
+    if kind == "encoder":
+        from autofusion.models import ENCODERS
+
+        return {"frame_encoder": ENCODERS["image"].names()}  # video: the per-frame CNN
+    return {}
+
+
+def _check_section(
+    where: str, section: ChoiceSection, registry: Registry, kind: str, parsed: SpaceFile
+) -> None:
     shared_ok = SHARED_PARAMS["encoder" if kind == "encoder" else where]
+    domains = _name_domains(kind, parsed)
     for key in section.shared:
         if key not in shared_ok:
             known = ", ".join(["choices", *shared_ok]) or "choices"
@@ -213,13 +341,16 @@ def _check_section(where: str, section: ChoiceSection, registry: Registry, kind:
                     f"{where}.choices.{name}.{pname}: unknown parameter of {kind} {name!r}; known: {known}"
                 )
             default = accepted[pname]
+            key = f"{where}.choices.{name}.{pname}"
+            is_int = isinstance(default, int) and not isinstance(default, bool)
+            if isinstance(pval, Distribution) and is_int and pval.type == "float":
+                raise ConfigError(f"{key}: an integer parameter needs type int or categorical, but got type float")
             for v in _values(pval):
-                _check_type(f"{where}.choices.{name}.{pname}", v, type(default) if default is not None else None)
-            if isinstance(pval, Distribution) and isinstance(default, int) and not isinstance(default, bool):
-                if pval.type == "float":
-                    raise ConfigError(
-                        f"{where}.choices.{name}.{pname}: an integer parameter needs type int or categorical, got float"
-                    )
+                _check_type(key, v, type(default) if default is not None else None)
+                if is_int and v < 0:
+                    raise ConfigError(f"{key}: must be >= 0, but got {v!r}")
+                if pname in domains and v not in domains[pname]:
+                    raise ConfigError(f"{key}: {v!r} is not one of: {', '.join(domains[pname])}")
 
 
 def _check_type(where: str, value: Any, expected: type | None) -> None:

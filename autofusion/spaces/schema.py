@@ -11,9 +11,11 @@ vocabulary follows Optuna's: ``type: float|int|categorical`` with ``low``, ``hig
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Scalar = Union[bool, int, float, str, None]
 
@@ -30,6 +32,62 @@ DIST_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+class KeyPathError(ValueError):
+    """A problem found below the field pydantic reports; the loader joins the two key paths.
+
+    Args:
+        path: keys below the reported field (``("choices", "attention", "heads")``).
+        reason: the rule and the bad value.
+    """
+
+    def __init__(self, path: tuple[str, ...], reason: str) -> None:
+        super().__init__(f"{'.'.join(path)}: {reason}" if path else reason)
+        self.path = tuple(path)
+        self.reason = reason
+
+    def __reduce__(self):  # keeps it picklable despite the two-argument constructor
+        return (type(self), (self.path, self.reason))
+
+
+def error_parts(err: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """Key path and one-line message of one pydantic error (``ValidationError.errors()``).
+
+    The path includes the keys a :class:`KeyPathError` names; the message names the value
+    unless it is a mapping (the path says which).
+    """
+    loc = tuple(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, KeyPathError):
+        return loc + cause.path, cause.reason
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    if err["type"] == "missing":
+        return loc, "missing key"
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return loc, f"{msg}{shown}"
+
+
+# PyYAML reads YAML 1.1, where ``1e-3`` and ``1.0e3`` (no dot, or no exponent sign) are
+# strings; users mean numbers.
+_SCI_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def yaml_number(value: Any) -> Any:
+    """``"1e-3"`` -> ``0.001``; any other value unchanged."""
+    if isinstance(value, str) and _SCI_NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
+def flow(value: Any) -> str:
+    """A value as one line of YAML, for messages that show what to write."""
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip().removesuffix("...").strip()
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,47 +101,63 @@ class Distribution(_Strict):
     """
 
     type: str
-    low: float | None = None
-    high: float | None = None
+    low: int | float | None = None
+    high: int | float | None = None
     log: bool = False
-    step: float | None = None
+    step: int | float | None = None
     choices: list[Scalar] | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "type" in data:
-            kind = data["type"]
-            if kind not in DIST_ALIASES:
-                raise ValueError(
-                    f"unknown distribution type {kind!r}; known: {', '.join(DIST_ALIASES)}"
-                )
-            base, extra = DIST_ALIASES[kind]
-            data = {**extra, **data, "type": base}
+        if not isinstance(data, dict):
+            return data
+        if "type" not in data:
+            raise ValueError(
+                "a mapping here is a distribution and needs 'type' (float, int or categorical), "
+                f"but got {flow(data)}"
+            )
+        kind = data["type"]
+        if kind not in DIST_ALIASES:
+            raise ValueError(f"unknown distribution type {kind!r}; known: {', '.join(DIST_ALIASES)}")
+        if kind == "quniform" and data.get("step") is None:
+            raise ValueError("quniform needs 'step' (the quantum), but got none")
+        base, extra = DIST_ALIASES[kind]
+        data = {**extra, **data, "type": base}
+        for key in ("low", "high", "step"):
+            if data.get(key) is not None:
+                v = data[key] = yaml_number(data[key])
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ValueError(f"{key} must be a number, but got {v!r}")
+        if isinstance(data.get("choices"), list):
+            data["choices"] = [yaml_number(c) for c in data["choices"]]
         return data
 
     @model_validator(mode="after")
     def _check(self) -> "Distribution":
         if self.type == "categorical":
             if self.low is not None or self.high is not None or self.step is not None:
-                raise ValueError("categorical takes 'choices', not low/high/step")
+                raise ValueError(
+                    f"categorical takes 'choices', not low/high/step, but got "
+                    f"(low={self.low}, high={self.high}, step={self.step})"
+                )
             if not self.choices:
-                raise ValueError("categorical needs a non-empty 'choices' list")
+                raise ValueError(f"categorical needs a non-empty 'choices' list, but got choices={self.choices}")
             if len(set(map(repr, self.choices))) != len(self.choices):
-                raise ValueError(f"choices must be distinct, got {self.choices}")
+                raise ValueError(f"choices must be distinct, but got {flow(self.choices)}")
             return self
         if self.choices is not None:
-            raise ValueError(f"{self.type} takes low/high, not 'choices'")
+            raise ValueError(f"{self.type} takes low/high, not 'choices', but got choices={flow(self.choices)}")
         if self.low is None or self.high is None:
-            raise ValueError(f"{self.type} needs both 'low' and 'high'")
+            raise ValueError(f"{self.type} needs both 'low' and 'high', but got (low={self.low}, high={self.high})")
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError("low and high must be finite numbers")
+            raise ValueError(f"low and high must be finite numbers, but got (low={self.low}, high={self.high})")
         if self.low > self.high:
             raise ValueError(f"low <= high must hold, but got (low={self.low}, high={self.high})")
         if self.log and self.low <= 0:
-            raise ValueError(f"log scale needs low > 0, but got low={self.low}")
+            raise ValueError(f"log: true needs low > 0, but got low={self.low}")
         if self.log and self.step is not None:
-            raise ValueError("'step' and 'log: true' cannot be combined")
+            raise ValueError(f"'step' and 'log: true' cannot be combined, but got step={self.step}")
         if self.step is not None and self.step <= 0:
             raise ValueError(f"step must be > 0, but got step={self.step}")
         if self.type == "int":
@@ -110,16 +184,39 @@ def is_dist(value: Any) -> bool:
     return isinstance(value, Distribution)
 
 
-def _parse_params(raw: Any, where: str) -> dict[str, Param]:
+def parse_value(raw: Any, path: tuple[str, ...] = ()) -> Param:
+    """A constant, or a :class:`Distribution` for a mapping; errors carry ``path``.
+
+    A list is rejected with the categorical it probably meant: a list constant would be
+    passed as-is to a constructor that expects one value.
+    """
+    if isinstance(raw, Distribution):
+        return raw
+    if isinstance(raw, dict):
+        try:
+            return Distribution.model_validate(raw)
+        except ValidationError as exc:
+            loc, msg = error_parts(exc.errors()[0])
+            raise KeyPathError(path + loc, msg) from None
+    if isinstance(raw, list):
+        raise KeyPathError(
+            path,
+            f"a list is not a value; to search over its items write "
+            f"{{type: categorical, choices: {flow(raw)}}}, but got {flow(raw)}",
+        )
+    return yaml_number(raw)
+
+
+def _parse_params(raw: Any, path: tuple[str, ...]) -> dict[str, Param]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{where} must be a mapping of parameter -> value or distribution")
+        raise KeyPathError(path, f"must be a mapping of parameter -> value or distribution, but got {raw!r}")
     out: dict[str, Param] = {}
     for key, val in raw.items():
         if not isinstance(key, str):
-            raise ValueError(f"{where}: parameter names must be strings, got {key!r}")
-        out[key] = Distribution.model_validate(val) if isinstance(val, dict) else val
+            raise KeyPathError(path, f"parameter names must be strings, but got {key!r}")
+        out[key] = parse_value(val, path + (key,))
     return out
 
 
@@ -137,17 +234,22 @@ class ChoiceSection(_Strict):
     @classmethod
     def _split(cls, data: Any) -> Any:
         if not isinstance(data, dict):
-            raise ValueError("must be a mapping with a 'choices' key")
+            raise KeyPathError((), f"must be a mapping with a 'choices' key, but got {data!r}")
         if "choices" not in data:
-            raise ValueError("missing key 'choices'")
+            raise KeyPathError(("choices",), "missing key; list the names the search may pick")
         choices = data["choices"]
+        if not isinstance(choices, (dict, list)) or not choices:
+            raise KeyPathError(
+                ("choices",),
+                f"must be a non-empty mapping of name -> parameters (or a list of names), but got {choices!r}",
+            )
         if isinstance(choices, list):  # a bare list of names: no per-choice params
+            if len(set(map(str, choices))) != len(choices):
+                raise KeyPathError(("choices",), f"names must be distinct, but got {flow(choices)}")
             choices = {str(c): {} for c in choices}
-        if not isinstance(choices, dict) or not choices:
-            raise ValueError("'choices' must be a non-empty mapping of name -> parameters")
-        parsed = {str(name): _parse_params(p, f"choices.{name}") for name, p in choices.items()}
+        parsed = {str(name): _parse_params(p, ("choices", str(name))) for name, p in choices.items()}
         shared = {k: v for k, v in data.items() if k not in ("choices", "shared")}
-        return {"choices": parsed, "shared": _parse_params(shared, "section")}
+        return {"choices": parsed, "shared": _parse_params(shared, ())}
 
 
 class ImagePrep(_Strict):
@@ -222,7 +324,16 @@ class SearchSettings(_Strict):
     seed: int = 0
 
 
-class TrainSection(_Strict):
+class _ParamSection(_Strict):
+    """A section whose every key is a constant or a distribution (types checked by the loader)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _param(cls, v: Any) -> Any:
+        return parse_value(v)
+
+
+class TrainSection(_ParamSection):
     batch_size: Param = 32
     epochs: Param = None
     modality_dropout: Param = 0.0
@@ -230,14 +341,9 @@ class TrainSection(_Strict):
     amp: Param = True
 
 
-class HeadSection(_Strict):
+class HeadSection(_ParamSection):
     hidden: Param = 128
     dropout: Param = 0.1
-
-    @field_validator("hidden", "dropout", mode="before")
-    @classmethod
-    def _dist(cls, v: Any) -> Any:
-        return Distribution.model_validate(v) if isinstance(v, dict) else v
 
 
 class SpaceFile(_Strict):
@@ -256,9 +362,8 @@ class SpaceFile(_Strict):
     train: TrainSection = Field(default_factory=TrainSection)
     search: SearchSettings = Field(default_factory=SearchSettings)
 
-    @field_validator("train", mode="before")
+    @field_validator("modalities", mode="before")
     @classmethod
-    def _train_dists(cls, v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: Distribution.model_validate(x) if isinstance(x, dict) else x for k, x in v.items()}
-        return v
+    def _empty_prep(cls, v: Any) -> Any:
+        # ``image:`` with nothing under it means "the defaults".
+        return {k: ({} if s is None else s) for k, s in v.items()} if isinstance(v, dict) else v
