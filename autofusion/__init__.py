@@ -19,6 +19,10 @@ def quiet_libraries(verbose: bool = False) -> None:
     import warnings
 
     level = logging.INFO if verbose else logging.ERROR
+    try:
+        import mlflow  # noqa: F401  (it sets its loggers' levels on import; ours must come after)
+    except ImportError:  # pragma: no cover
+        pass
     for name in ("mlflow", "optuna", "ray", "ray.tune", "alembic"):
         logging.getLogger(name).setLevel(level)
     if not verbose:

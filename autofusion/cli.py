@@ -91,6 +91,8 @@ def _parse_objectives(value: str | None) -> tuple[str, ...]:
 @click.option("--address", default=None, help="Ray cluster address (ray start --head); default: local Ray.")
 @_tracking_option
 @click.option("--experiment", default=None, help="MLflow experiment (default: the task name).")
+@click.option("--demo-samples", type=click.IntRange(min=12), default=None, hidden=True,
+              help="Size of the demo dataset (tests use a tiny one).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--verbose", "-v", is_flag=True, help="Show Ray's logs and tracebacks.")
 @click.pass_context
@@ -111,7 +113,7 @@ def search(ctx: click.Context, **kw: Any) -> None:
         metric=kw["metric"], mode=kw["mode"], objectives=_parse_objectives(kw["objectives"]),
         time_budget=kw["time_budget"], cpus_per_trial=kw["cpus_per_trial"], gpus_per_trial=kw["gpus_per_trial"],
         address=kw["address"], tracking_uri=kw["tracking_uri"], experiment=kw["experiment"],
-        quiet=kw["quiet"], verbose=bool(ctx.obj.get("verbose")),
+        demo_samples=kw["demo_samples"], quiet=kw["quiet"], verbose=bool(ctx.obj.get("verbose")),
     )
     result = run_search(opts)
     from autofusion.spaces import load_space

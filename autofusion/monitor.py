@@ -107,6 +107,7 @@ class SearchCallback(Callback):
         extra = {"autofusion.epochs_run": str(len(rec.history))}
         if rec.best_epoch is not None:
             extra["autofusion.best_epoch"] = str(rec.best_epoch)
+            self.writer.log_metrics(trial_id, {f"best_{self.settings.metric}": rec.best_value})
         self.writer.end_trial(trial_id, rec.status, {**extra, **(tags or {})})
         self.view.trial_done(rec)
 

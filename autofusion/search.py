@@ -316,6 +316,7 @@ def run_search(opts: SearchOptions, *, console: Any = None) -> SearchResult:
     base_seed = opts.seed if opts.seed is not None else space.file.search.seed
     data = prepare_data(manifest, space, columns=opts.columns, on_bad_rows=opts.on_bad_rows, seed=base_seed, home=home)
     check_losses_fit(space, data.meta.target)
+    resolve_settings(space, opts, data.meta.target, float(os.cpu_count() or 1))  # flag errors before Ray starts
 
     import ray
     from ray import tune

@@ -125,8 +125,11 @@ def resolve_columns(
     *,
     flag: dict[str, str] | None = None,
     space: dict[str, str] | None = None,
+    optional: tuple[str, ...] = ("split",),
 ) -> dict[str, str]:
     """Maps each needed role (the modalities and label; split if present) to a column.
+
+    Roles in ``optional`` are left out when no column fits them (prediction needs no label).
 
     Columns named explicitly (``--columns``, then ``data.columns``) are taken first, so a
     name-based guess never claims a column that was given to another role.
@@ -157,7 +160,7 @@ def resolve_columns(
         if role in roles:
             continue
         found = [c for c in candidate_columns(cols, role) if c not in roles.values()]
-        if role == "split" and not found:
+        if role in optional and not found:
             continue
         if not found:
             raise DataError(

@@ -1,0 +1,63 @@
+"""The CLI: one real subprocess run of the installed entry point (search, promote, predict),
+and bad input that stops before anything is written to MLflow."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from autofusion import tracking
+from autofusion.cli import cli
+
+pytestmark = pytest.mark.slow
+
+
+def _entry() -> list[str]:
+    exe = shutil.which("autofusion") or str(Path(sys.executable).parent / "autofusion")
+    return [exe]
+
+
+def test_installed_entry_point_search_promote_predict(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    run = subprocess.run(
+        [*_entry(), "search", "--task", "image_text", "--num-trials", "1", "--max-epochs", "1",
+         "--demo-samples", "64", "--tracking-uri", uri, "--quiet"],
+        capture_output=True, text=True, timeout=400, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Best: trial 1" in run.stdout and "autofusion promote --search" in run.stdout
+    assert "Traceback" not in run.stderr
+    res = CliRunner().invoke(cli, ["promote", "--task", "image_text", "--tracking-uri", uri])
+    assert res.exit_code == 0, res.output
+    assert "alias 'champion' -> version 1" in res.output
+    demo = tmp_path / ".autofusion" / "demo" / "image_text-64-0" / "manifest.csv"
+    out = tmp_path / "preds.csv"
+    res = CliRunner().invoke(cli, ["predict", "--model", "models:/image_text@champion", "--data", str(demo),
+                                   "--output", str(out), "--tracking-uri", uri])
+    assert res.exit_code == 0, res.output
+    preds = pd.read_csv(out)
+    assert len(preds) == 64 and {"predicted_label", "prob_alpha"} <= set(preds.columns)
+    res = CliRunner().invoke(cli, ["trials", "--task", "image_text", "--tracking-uri", uri])
+    assert res.exit_code == 0 and "val_accuracy" in res.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "missing.csv"], "missing.csv' does not exist"),
+    (["--task", "nope"], "unknown task 'nope'; known: audio_video, image_audio, image_text, text_audio"),
+    (["--metric", "val_bogus"], "unknown metric 'val_bogus'"),
+])
+def test_bad_input_one_line_exit_2_nothing_in_mlflow(tmp_path, args, message):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    res = CliRunner().invoke(cli, ["search", "--tracking-uri", uri, "--demo-samples", "48", "--quiet", *args])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.output
+    c = tracking.client(uri)
+    runs = [r for e in c.search_experiments() for r in c.search_runs([e.experiment_id])]
+    assert runs == []
