@@ -23,8 +23,11 @@ def quiet_libraries(verbose: bool = False) -> None:
         import mlflow  # noqa: F401  (it sets its loggers' levels on import; ours must come after)
     except ImportError:  # pragma: no cover
         pass
-    for name in ("mlflow", "optuna", "ray", "ray.tune", "alembic"):
+    for name in ("mlflow", "optuna", "alembic"):
         logging.getLogger(name).setLevel(level)
+    # Tune logs each failed trial's traceback at ERROR; the summary reports failures in one line.
+    for name in ("ray", "ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
     if not verbose:
         warnings.filterwarnings("ignore", message=".*is an experimental feature.*")
         warnings.filterwarnings("ignore", category=UserWarning, module="torch")

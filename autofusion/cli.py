@@ -91,6 +91,9 @@ def _parse_objectives(value: str | None) -> tuple[str, ...]:
 @click.option("--address", default=None, help="Ray cluster address (ray start --head); default: local Ray.")
 @_tracking_option
 @click.option("--experiment", default=None, help="MLflow experiment (default: the task name).")
+@click.option("--resume", default=None, metavar="SEARCH_RUN_ID", help="Continue an interrupted search.")
+@click.option("--warm-start", default=None, metavar="SEARCH_RUN_ID",
+              help="Seed the sampler with a previous search's finished trials.")
 @click.option("--demo-samples", type=click.IntRange(min=12), default=None, hidden=True,
               help="Size of the demo dataset (tests use a tiny one).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
@@ -113,12 +116,16 @@ def search(ctx: click.Context, **kw: Any) -> None:
         metric=kw["metric"], mode=kw["mode"], objectives=_parse_objectives(kw["objectives"]),
         time_budget=kw["time_budget"], cpus_per_trial=kw["cpus_per_trial"], gpus_per_trial=kw["gpus_per_trial"],
         address=kw["address"], tracking_uri=kw["tracking_uri"], experiment=kw["experiment"],
-        demo_samples=kw["demo_samples"], quiet=kw["quiet"], verbose=bool(ctx.obj.get("verbose")),
+        resume=kw["resume"], warm_start=kw["warm_start"], demo_samples=kw["demo_samples"], quiet=kw["quiet"], verbose=bool(ctx.obj.get("verbose")),
     )
-    result = run_search(opts)
-    from autofusion.spaces import load_space
+    from autofusion.search import SearchInterrupted
 
-    print_summary(result, load_space(opts.task, opts.space).modalities, _console())
+    try:
+        result = run_search(opts)
+    except SearchInterrupted as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(130)
+    print_summary(result, result.modalities, _console())
 
 
 @cli.command()

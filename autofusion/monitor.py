@@ -3,6 +3,7 @@ MLflow writer thread, and draws a compact live progress view instead of Ray's lo
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -47,16 +48,12 @@ class SearchCallback(Callback):
         view.records = self.records
         return view
 
-    def get_state(self) -> dict | None:
-        return {"records": self.records}
-
-    def set_state(self, state: dict) -> None:
-        self.records = dict(state.get("records") or {})
 
     def _record(self, trial: Any) -> TrialRecord:
         rec = self.records.get(trial.trial_id)
         if rec is None:
-            rec = TrialRecord(trial.trial_id, len(self.records) + 1, dict(trial.config))
+            number = max((r.number for r in self.records.values()), default=0) + 1
+            rec = TrialRecord(trial.trial_id, number, dict(trial.config))
             planned = int(rec.config.get("train.epochs") or self.settings.max_epochs)
             rec.planned_epochs = min(planned, self.settings.max_epochs)
             self.records[trial.trial_id] = rec
@@ -68,9 +65,16 @@ class SearchCallback(Callback):
         self.writer.start_trial(
             trial.trial_id, f"trial-{rec.number:03d}-{rec.config.get('fusion.type', '')}", rec.config,
             {"autofusion.trial_id": trial.trial_id, "autofusion.trial_number": str(rec.number),
-             "autofusion.status": "running", "autofusion.summary": _short(rec.config, self.modalities)},
+             "autofusion.status": "running", "autofusion.summary": _short(rec.config, self.modalities),
+             "autofusion.config": json.dumps(rec.config, default=str),
+             "autofusion.planned_epochs": str(rec.planned_epochs)},
         )
         self.view.refresh()
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        rec = self._record(trial)
+        rec.checkpoint = checkpoint.path
+        self.writer.set_tags(trial.trial_id, {"autofusion.checkpoint": checkpoint.path})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self._record(trial)
@@ -117,10 +121,14 @@ class SearchCallback(Callback):
 
 def _error_line(trial: Any) -> str:
     """The last line of a failed trial's traceback: the exception and its message."""
-    try:
-        text = trial.get_error() or ""
+    text = ""
+    try:  # the local error file is written before this callback; storage is synced later
+        if trial.error_file:
+            with open(trial.error_file, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        text = text or trial.get_error() or ""
     except Exception:  # noqa: BLE001
-        text = ""
+        pass
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
     for ln in reversed(lines):
         if ":" in ln and not ln.startswith(("File ", "^", "~")):
@@ -135,10 +143,11 @@ class ProgressView:
     line per finished trial. ``quiet`` prints nothing.
     """
 
-    def __init__(self, settings: Settings, *, console: Any = None, quiet: bool = False) -> None:
+    def __init__(self, settings: Settings, *, console: Any = None, quiet: bool = False, done_before: int = 0) -> None:
         from rich.console import Console
 
         self.settings = settings
+        self.done_before = done_before
         self.console = console or Console(stderr=True)
         self.quiet = quiet
         self.records: dict[str, TrialRecord] = {}
@@ -176,8 +185,8 @@ class ProgressView:
             best_txt = f"{b.best_value:.4f} (trial {b.number})"
         elapsed = time.time() - self.t0
         eta = "-"
-        if done:
-            eta = _hms(elapsed / done * (s.num_trials - done))
+        if done > self.done_before:
+            eta = _hms(elapsed / (done - self.done_before) * (s.num_trials - done))
         return (f"trials {done}/{s.num_trials} done · {c['running']} running · {c['pruned']} pruned · "
                 f"{c['failed']} failed │ best {s.metric} {best_txt} │ elapsed {_hms(elapsed)} · ETA {eta}")
 

@@ -29,17 +29,40 @@ except ImportError:  # pragma: no cover - mlflow is a dependency
 
 def _source(cell: Any) -> Any:
     """A path, or the bytes of a base64 / data-URI cell."""
+    from autofusion.data.decode import DecodeError
+
     if isinstance(cell, (bytes, bytearray)):
         return bytes(cell)
     text = str(cell).strip()
-    if text.startswith("data:") and "," in text:
+    is_uri = text.startswith("data:") and "," in text
+    if is_uri:
         text = text.split(",", 1)[1]
-    elif Path(text).exists() or len(text) < 64:
+    elif len(text) < 64 or _is_file(text):
         return Path(text)
     try:
-        return base64.b64decode(text, validate=True)
+        # line-wrapped base64 (MIME, the base64 tool) is still base64
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        return Path(text)
+        if is_uri:
+            raise DecodeError("the data: URI does not hold valid base64") from None
+        raise DecodeError("no such file, nor valid base64") from None
+
+
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file. A long base64 cell is no path: stat() fails on it with
+    "File name too long" (ENAMETOOLONG), which ``Path.exists`` raises instead of returning False."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _describe(src: Any) -> str:
+    """Names a cell in an error: the path tried (shortened), or the size of the decoded bytes."""
+    if isinstance(src, bytes):
+        return f"{len(src)} bytes of base64 data"
+    text = str(src)
+    return repr(text if len(text) <= 120 else text[:117] + "...")
 
 
 def _missing(cell: Any) -> bool:
@@ -98,10 +121,12 @@ class FusionPyfunc(PythonModel):
                     if not h:
                         rows.append(np.zeros(shape, dtype=np.float32 if mod == "audio" else np.uint8))
                         continue
+                    src: Any = c
                     try:
-                        rows.append(fn(_source(c)))
+                        src = _source(c)
+                        rows.append(fn(src))
                     except dec.DecodeError as exc:
-                        raise ValueError(f"row {i + 1}: {mod}: {exc}") from None
+                        raise ValueError(f"row {i + 1}: {mod}: {exc} ({_describe(src)})") from None
                 arr = np.stack(rows)
             inputs[mod] = torch.from_numpy(arr)
             present[mod] = torch.from_numpy(here)

@@ -73,12 +73,25 @@ def promote(uri: str, *, task: str | None = None, search: str | None = None, nam
         "autofusion.task": tags.get("autofusion.task", ""),
         **{f"autofusion.{k}": f"{v:.6f}" for k, v in best_run.data.metrics.items() if k.startswith("test_")},
     }
+    # A ``models:/<model_id>`` source must come with its model_id: a tracking server refuses it
+    # otherwise ("The model_id request parameter must identify the resource that contains the source").
+    model_id = _model_id(model_uri)
     mv = tracking.retry(lambda: c.create_model_version(name, model_uri, run_id=best_run_id, tags=lineage,
-                                                       description=f"autofusion search {parent.info.run_id}"))
+                                                       description=f"autofusion search {parent.info.run_id}",
+                                                       model_id=model_id))
     moved, reason, previous = _decide(c, name, alias, lineage, metric, value, mode, force)
     if moved:
         c.set_registered_model_alias(name, alias, mv.version)
     return Promotion(name, str(mv.version), alias, moved, reason, metric, value, previous)
+
+
+def _model_id(model_uri: str) -> str | None:
+    """The logged model's id in ``models:/<model_id>``; None for other URIs (``runs:/``, a name@alias)."""
+    prefix = "models:/"
+    if not model_uri.startswith(prefix):
+        return None
+    rest = model_uri[len(prefix):].strip("/")
+    return rest if rest and "/" not in rest and "@" not in rest else None
 
 
 def _ensure_registered_model(c: Any, name: str) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from autofusion import state
 from autofusion.data.prepare import PreparedData, default_home, prepare_data
 from autofusion.errors import ClusterError, ConfigError
 from autofusion.spaces import Space, TrialConfig, define_by_run, load_space
@@ -108,6 +109,7 @@ class TrialRecord:
     latency_ms: float | None = None
     seconds: float = 0.0
     run_id: str | None = None
+    checkpoint: str | None = None
     fusion_weights: dict[str, float] = field(default_factory=dict)
 
     def best_metrics(self) -> dict[str, float]:
@@ -131,6 +133,7 @@ class SearchResult:
     data_summary: dict[str, Any]
     pareto: list[TrialRecord] = field(default_factory=list)
     tracking_errors: list[str] = field(default_factory=list)
+    modalities: list[str] = field(default_factory=list)
 
 
 def resolve_settings(space: Space, opts: SearchOptions, target: str, cpus_available: float) -> Settings:
@@ -298,20 +301,51 @@ def init_ray(address: str | None, verbose: bool) -> bool:
     return True
 
 
-def run_search(opts: SearchOptions, *, console: Any = None) -> SearchResult:
-    """Runs a whole search and returns what it found; see ``autofusion search --help``."""
-    from autofusion import tracking
-    from autofusion.data.demo import demo_manifest
-    from autofusion.monitor import ProgressView, SearchCallback
+class SearchInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the search; it can be resumed."""
 
-    from autofusion import quiet_libraries
+    def __init__(self, message: str, search_id: str) -> None:
+        super().__init__(message)
+        self.search_id = search_id
+
+
+def _resumed_options(opts: SearchOptions, home: Path) -> tuple[SearchOptions, str]:
+    """The saved options of the search being resumed; the space text is restored from the
+    state so later edits of the file do not change a running search."""
+    saved = state.load_options(home, opts.resume)["options"]
+    keep = {k: getattr(opts, k) for k in ("quiet", "verbose", "address", "concurrency", "home")
+            if getattr(opts, k) not in (None, False)}
+    saved.update(keep)
+    saved["objectives"] = tuple(saved.get("objectives") or ())
+    saved["resume"] = opts.resume
+    saved["warm_start"] = None
+    space_file = state.state_dir(home, opts.resume) / "space.yaml"
+    space_file.write_text(state.load_options(home, opts.resume)["space_text"])
+    saved["space"], saved["task"] = str(space_file), None
+    return SearchOptions(**saved), opts.resume
+
+
+def run_search(opts: SearchOptions, *, console: Any = None) -> SearchResult:
+    """Runs (or resumes) a whole search and returns what it found; see ``autofusion search --help``.
+
+    Raises:
+        SearchInterrupted: Ctrl-C or SIGTERM; finished trials are kept for ``--resume``.
+    """
+    from autofusion import quiet_libraries, tracking
+    from autofusion.data.demo import demo_manifest
 
     quiet_libraries(opts.verbose)
     t0 = time.time()
     home = Path(opts.home).resolve() if opts.home else default_home()
+    resume_id = None
+    if opts.resume:
+        opts, resume_id = _resumed_options(opts, home)
     space = load_space(opts.task, opts.space)
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
     tracking.check_store(uri)
+    if resume_id is not None:
+        tracking.get_run(uri, resume_id)
+    source_study = _warm_start_study(home, opts.warm_start) if opts.warm_start else None
     manifest = Path(opts.data) if opts.data else demo_manifest(space.task, home, num_samples=opts.demo_samples)
     base_seed = opts.seed if opts.seed is not None else space.file.search.seed
     data = prepare_data(manifest, space, columns=opts.columns, on_bad_rows=opts.on_bad_rows, seed=base_seed, home=home)
@@ -319,72 +353,152 @@ def run_search(opts: SearchOptions, *, console: Any = None) -> SearchResult:
     resolve_settings(space, opts, data.meta.target, float(os.cpu_count() or 1))  # flag errors before Ray starts
 
     import ray
-    from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
-    from ray.tune.search.optuna import OptunaSearch
 
     started_ray = init_ray(opts.address, opts.verbose)
+    quiet_libraries(opts.verbose)  # ray.init configures its loggers anew
     try:
         cpus = float(ray.available_resources().get("CPU", os.cpu_count() or 1))
         settings = resolve_settings(space, opts, data.meta.target, cpus)
         if settings.gpus_per_trial > 0 and ray.available_resources().get("GPU", 0) < settings.gpus_per_trial:
             raise ConfigError(f"--gpus-per-trial {settings.gpus_per_trial}: this Ray cluster has no GPU")
-        metrics = [settings.metric, *settings.objectives]
-        modes = [settings.mode, *(EXTRA_OBJECTIVES[o] for o in settings.objectives)]
-        multi = len(metrics) > 1
-        sampler = make_sampler(settings.sampler, settings.seed, settings.num_trials, multi)
         experiment = opts.experiment or space.task
         exp_id = tracking.experiment_id(uri, experiment)
-        parent = _start_parent(uri, exp_id, space, data, settings, opts)
-        status = "FAILED"
-        writer = tracking.TrackingWriter(uri, exp_id, parent)
-        try:
-            view = ProgressView(settings, console=console, quiet=opts.quiet)
-            callback = SearchCallback(parent, settings, data.meta.modalities)
-            SearchCallback.attach(parent, writer, view)
-            import optuna
-
-            storage = optuna.storages.InMemoryStorage()  # read back after the search for Optuna's plots
-            searcher = OptunaSearch(
-                space=define_by_run(space, settings.max_epochs), metric=metrics if multi else settings.metric,
-                mode=modes if multi else settings.mode, sampler=sampler, storage=storage, study_name=parent,
-            )
-            trainable = tune.with_parameters(
-                run_trial, data=data,
-                ts=TrialSettings(data.meta.modalities, settings.max_epochs, settings.metric, settings.mode,
-                                 settings.seed, max(1, int(settings.cpus_per_trial))),
-            )
-            resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
-            tuner = tune.Tuner(
-                tune.with_resources(trainable, resources),
-                tune_config=tune.TuneConfig(
-                    metric=None if multi else settings.metric, mode=None if multi else settings.mode,
-                    search_alg=searcher, scheduler=make_scheduler(settings.scheduler, settings),
-                    num_samples=settings.num_trials, max_concurrent_trials=settings.concurrency,
-                    reuse_actors=True, time_budget_s=settings.time_budget,
-                ),
-                run_config=tune.RunConfig(
-                    name="tune", storage_path=str(home / "searches" / parent), verbose=0,
-                    callbacks=[callback, JsonLoggerCallback()],
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-                ),
-            )
-            with view:
-                grid = tuner.fit()
-            study = optuna.load_study(study_name=parent, storage=storage)
-            result = _finish(grid, callback, writer, data, settings, uri, exp_id, experiment, parent, t0, study)
-            status = "FINISHED"
-            return result
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
-            writer.close()
-            tracking.retry(lambda: tracking.client(uri).set_terminated(parent, status=status))
+        if resume_id is None:
+            parent = _start_parent(uri, exp_id, space, data, settings, opts)
+            state.save_options(state.state_dir(home, parent), opts, space)
+            records: dict[str, TrialRecord] = {}
+        else:
+            parent = resume_id
+            exp_id = tracking.get_run(uri, parent).info.experiment_id
+            records = state.done_trials(uri, exp_id, parent, settings.metric, settings.mode)
+            tracking.client(uri).update_run(parent, status="RUNNING")
+        return _drive(opts, space, data, settings, uri, exp_id, experiment, parent, records, home, t0,
+                      source_study, console)
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _warm_start_study(home: Path, search_id: str) -> Any:
+    import optuna
+
+    folder = state.state_dir(home, search_id)
+    if not (folder / state.JOURNAL).is_file():
+        raise ConfigError(f"--warm-start {search_id}: no Optuna history at {folder / state.JOURNAL}")
+    return optuna.load_study(study_name=search_id, storage=state.journal_storage(folder))
+
+
+def _drive(opts: SearchOptions, space: Space, data: PreparedData, settings: Settings, uri: str, exp_id: str,
+           experiment: str, parent: str, records: dict[str, TrialRecord], home: Path, t0: float,
+           source_study: Any, console: Any) -> SearchResult:
+    """Runs the trials still to run, then finishes; the parent run ends FINISHED, KILLED
+    (interrupted, resumable) or FAILED."""
+    import optuna
+
+    from autofusion import tracking
+    from autofusion.monitor import ProgressView
+
+    folder = state.state_dir(home, parent)
+    storage = state.journal_storage(folder)
+    metrics = [settings.metric, *settings.objectives]
+    directions = ["maximize" if m == "max" else "minimize"
+                  for m in [settings.mode, *(EXTRA_OBJECTIVES[o] for o in settings.objectives)]]
+    study = optuna.create_study(study_name=parent, storage=storage, directions=directions, load_if_exists=True)
+    state.reconcile_study(study)
+    if source_study is not None:
+        state.warm_start(study, source_study, space)
+    writer = tracking.TrackingWriter(uri, exp_id, parent)
+    for rec in records.values():
+        writer.adopt(rec.trial_id, rec.run_id, set(range(1, len(rec.history) + 1)))
+    view = ProgressView(settings, console=console, quiet=opts.quiet, done_before=len(records))
+    status = "FAILED"
+    interrupted = False
+    try:
+        remaining = settings.num_trials - len(records)
+        if remaining > 0:
+            interrupted = _run_trials(space, data, settings, metrics, parent, records, writer, view, storage,
+                                      folder, remaining)
+        writer.flush()
+        if interrupted:
+            status = "KILLED"
+            done = sum(r.status in ("finished", "pruned", "failed") for r in records.values())
+            raise SearchInterrupted(
+                f"interrupted after {done} of {settings.num_trials} trials; finished trials are kept. "
+                f"Continue with: autofusion search --resume {parent}", parent)
+        result = _finish(records, writer, data, settings, uri, exp_id, experiment, parent, t0,
+                         optuna.load_study(study_name=parent, storage=storage))
+        status = "FINISHED"
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise SearchInterrupted(f"interrupted; continue with: autofusion search --resume {parent}", parent) from None
+    finally:
+        for rec in records.values():
+            if rec.status in ("running", "pending") and rec.trial_id in writer.children:
+                writer.end_trial(rec.trial_id, "interrupted")
+        writer.close()
+        tags = {"FINISHED": "finished", "KILLED": "interrupted", "FAILED": "failed"}
+        c = tracking.client(uri)
+        tracking.retry(lambda: c.set_tag(parent, "autofusion.status", tags[status]))
+        tracking.retry(lambda: c.set_terminated(parent, status=status))
+
+
+def _run_trials(space: Space, data: PreparedData, settings: Settings, metrics: list[str], parent: str,
+                records: dict[str, TrialRecord], writer: Any, view: Any, storage: Any, folder: Path,
+                remaining: int) -> bool:
+    """One Tuner over the remaining trials; returns whether it was interrupted."""
+    import signal
+
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+    from ray.tune.search.optuna import OptunaSearch
+
+    from autofusion.monitor import SearchCallback
+
+    multi = len(metrics) > 1
+    modes = [settings.mode, *(EXTRA_OBJECTIVES[o] for o in settings.objectives)]
+    callback = SearchCallback(parent, settings, data.meta.modalities)
+    callback.records = records
+    SearchCallback.attach(parent, writer, view)
+    searcher = OptunaSearch(
+        space=define_by_run(space, settings.max_epochs), metric=metrics if multi else settings.metric,
+        mode=modes if multi else settings.mode,
+        sampler=make_sampler(settings.sampler, settings.seed + len(records), settings.num_trials, multi),
+        storage=storage, study_name=parent,
+    )
+    trainable = tune.with_parameters(
+        run_trial, data=data,
+        ts=TrialSettings(data.meta.modalities, settings.max_epochs, settings.metric, settings.mode,
+                         settings.seed, max(1, int(settings.cpus_per_trial))),
+    )
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    attempt = len(list(folder.glob("tune-*"))) + 1
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, resources),
+        tune_config=tune.TuneConfig(
+            metric=None if multi else settings.metric, mode=None if multi else settings.mode,
+            search_alg=searcher, scheduler=make_scheduler(settings.scheduler, settings),
+            num_samples=remaining, max_concurrent_trials=settings.concurrency,
+            reuse_actors=True, time_budget_s=settings.time_budget,
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{attempt}", storage_path=str(folder), verbose=0,
+            callbacks=[callback, JsonLoggerCallback()],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+    # SIGTERM stops the search like Ctrl-C: Tune ends it gracefully and saves its state.
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    t0 = time.time()
+    try:
+        with view:
+            tuner.fit()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    ended = sum(r.status in ("finished", "pruned", "failed") for r in records.values())
+    out_of_time = settings.time_budget is not None and time.time() - t0 >= settings.time_budget * 0.98
+    return ended < settings.num_trials and not out_of_time
 
 
 def _start_parent(uri: str, exp_id: str, space: Space, data: PreparedData, settings: Settings,
@@ -415,23 +529,24 @@ def _start_parent(uri: str, exp_id: str, space: Space, data: PreparedData, setti
     return rid
 
 
-def _finish(grid: Any, callback: Any, writer: Any, data: PreparedData, settings: Settings, uri: str,
+def _finish(records: dict[str, TrialRecord], writer: Any, data: PreparedData, settings: Settings, uri: str,
             exp_id: str, experiment: str, parent: str, t0: float, study: Any) -> SearchResult:
     """Picks the best trial on validation, tests it once, logs its model and the summary."""
     from autofusion import report, tracking
     from autofusion.pyfunc import log_fusion_model
 
     writer.flush()
-    trials = sorted(callback.records.values(), key=lambda r: r.number)
+    trials = sorted(records.values(), key=lambda r: r.number)
     for t in trials:
-        t.run_id = writer.run_id(t.trial_id)
+        t.run_id = writer.run_id(t.trial_id) or t.run_id
     best = report.best_trial(trials, settings.metric, settings.mode)
     pareto = report.pareto_front(trials, settings) if settings.objectives else []
     test_metrics: dict[str, float] = {}
     model_uri = None
     if best is not None:
-        ckpt = _checkpoint_of(grid, best.trial_id)
-        model, tc = _load_trial_model(ckpt, best, data)
+        if not best.checkpoint or not (Path(best.checkpoint) / "model.pt").is_file():
+            raise ConfigError(f"the best trial's checkpoint is missing ({best.checkpoint})")
+        model, tc = _load_trial_model(Path(best.checkpoint), best, data)
         test_metrics, extras = report.test_evaluation(model, data)
         writer.log_metrics(best.trial_id, test_metrics, tags={"autofusion.best": "true"})
         writer.flush()
@@ -442,18 +557,10 @@ def _finish(grid: Any, callback: Any, writer: Any, data: PreparedData, settings:
         parent_run_id=parent, experiment_id=exp_id, experiment=experiment, tracking_uri=uri, settings=settings,
         trials=trials, best=best, test_metrics=test_metrics, model_uri=model_uri, wall_seconds=time.time() - t0,
         data_summary={"rows": data.meta.rows, "skipped": data.meta.skipped, **data.meta.split_counts},
-        pareto=pareto, tracking_errors=list(writer.errors),
+        pareto=pareto, tracking_errors=list(writer.errors), modalities=list(data.meta.modalities),
     )
     report.log_parent_summary(uri, result, study, data.meta.modalities)
     return result
-
-
-def _checkpoint_of(grid: Any, trial_id: str) -> Path:
-    for res in grid:
-        tid = (res.metrics or {}).get("trial_id")
-        if tid == trial_id and res.checkpoint is not None:
-            return Path(res.checkpoint.path)
-    raise ConfigError(f"trial {trial_id} kept no checkpoint")
 
 
 def _load_trial_model(ckpt: Path, rec: TrialRecord, data: PreparedData):

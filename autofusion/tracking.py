@@ -196,13 +196,21 @@ class TrackingWriter:
 
     def end_trial(self, trial_id: str, status: str, tags: dict[str, str] | None = None) -> None:
         """Closes a trial's run; ``status`` is finished, pruned or failed."""
-        mlflow_status = {"finished": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}[status]
+        mlflow_status = {"finished": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}[status]
 
         def job() -> None:
             run_id = self.children[trial_id].run_id
             for k, v in {"autofusion.status": status, **(tags or {})}.items():
                 self._client.set_tag(run_id, k, str(v)[:5000])
             self._client.set_terminated(run_id, status=mlflow_status)
+
+        self.submit(job)
+
+    def set_tags(self, trial_id: str, tags: dict[str, str]) -> None:
+        def job() -> None:
+            run_id = self.children[trial_id].run_id
+            for k, v in tags.items():
+                self._client.set_tag(run_id, k, str(v)[:5000])
 
         self.submit(job)
 
