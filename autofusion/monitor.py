@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from autofusion.search import Settings, TrialRecord
 
-REPORTED_PREFIXES = ("train_", "val_", "fusion_weight.", "num_params", "latency_ms", "epoch_seconds")
+REPORTED_PREFIXES = ("train_", "val_", "fusion_weight.", "num_params", "latency_ms", "epoch_seconds", "peak_")
 
 
 def _short(config: dict[str, Any], modalities: list[str]) -> str:
@@ -62,6 +62,7 @@ class SearchCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rec = self._record(trial)
         rec.status = "running"
+        self.view.first_start = self.view.first_start or time.time()
         self.writer.start_trial(
             trial.trial_id, f"trial-{rec.number:03d}-{rec.config.get('fusion.type', '')}", rec.config,
             {"autofusion.trial_id": trial.trial_id, "autofusion.trial_number": str(rec.number),
@@ -153,6 +154,7 @@ class ProgressView:
         self.records: dict[str, TrialRecord] = {}
         self.t0 = time.time()
         self._live: Any = None
+        self.first_start: float | None = None
 
     def __enter__(self) -> "ProgressView":
         self.t0 = time.time()

@@ -57,8 +57,11 @@ def promote(uri: str, *, task: str | None = None, search: str | None = None, nam
         raise RegistryError(f"search {parent.info.run_id} has no best model (did every trial fail?)")
     name = name or tags.get("autofusion.task") or "autofusion"
     selection = params.get("search.metric", "val_accuracy")
-    metric = metric or "test_" + selection.split("_", 1)[1]
-    mode = params.get("search.mode", "max")
+    default = "test_" + selection.split("_", 1)[1]
+    metric = metric or default
+    # The search's mode belongs to its own metric; another metric has its own direction
+    # (--metric test_f1_macro after a search on val_loss must still prefer the higher f1).
+    mode = params.get("search.mode", "max") if metric == default else _metric_mode(metric)
     best_run = c.get_run(best_run_id)
     value = best_run.data.metrics.get(metric)
     if value is None:
@@ -83,6 +86,12 @@ def promote(uri: str, *, task: str | None = None, search: str | None = None, nam
     if moved:
         c.set_registered_model_alias(name, alias, mv.version)
     return Promotion(name, str(mv.version), alias, moved, reason, metric, value, previous)
+
+
+def _metric_mode(metric: str) -> str:
+    from autofusion.train import metric_mode
+
+    return metric_mode(metric)
 
 
 def _model_id(model_uri: str) -> str | None:

@@ -64,6 +64,7 @@ class SearchOptions:
     warm_start: str | None = None
     home: str | None = None
     demo_samples: int | None = None
+    enqueue: tuple[dict[str, Any], ...] = ()  # configurations to run first (benchmarks, reproductions)
     quiet: bool = False
     verbose: bool = False
 
@@ -134,6 +135,8 @@ class SearchResult:
     pareto: list[TrialRecord] = field(default_factory=list)
     tracking_errors: list[str] = field(default_factory=list)
     modalities: list[str] = field(default_factory=list)
+    tune_seconds: float = 0.0  # wall time of the trials phase (Tuner.fit)
+    first_trial_seconds: float | None = None  # from the command's start to the first trial's start
 
 
 def resolve_settings(space: Space, opts: SearchOptions, target: str, cpus_available: float) -> Settings:
@@ -245,6 +248,8 @@ def run_trial(config: dict[str, Any], data: PreparedData, ts: TrialSettings) -> 
     A checkpoint (the state dict) is reported only when the validation metric improves,
     so the one Tune keeps is the trial's best epoch.
     """
+    import resource
+
     import torch
     from ray import tune
 
@@ -263,6 +268,9 @@ def run_trial(config: dict[str, Any], data: PreparedData, ts: TrialSettings) -> 
     def on_epoch_end(epoch: int, metrics: dict[str, float], m: Any) -> None:
         if epoch == 1:
             extra["latency_ms"] = measure_latency(m, data, device)
+        extra["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        if device.type == "cuda":
+            extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         weights = m.fusion.fusion_weights() or {}
         out = {**metrics, **extra, **{f"fusion_weight.{k}": v for k, v in weights.items()}}
         value = metrics.get(ts.metric)
@@ -405,6 +413,8 @@ def _drive(opts: SearchOptions, space: Space, data: PreparedData, settings: Sett
                   for m in [settings.mode, *(EXTRA_OBJECTIVES[o] for o in settings.objectives)]]
     study = optuna.create_study(study_name=parent, storage=storage, directions=directions, load_if_exists=True)
     state.reconcile_study(study)
+    for params in opts.enqueue:
+        study.enqueue_trial(params, skip_if_exists=True)
     if source_study is not None:
         state.warm_start(study, source_study, space)
     writer = tracking.TrackingWriter(uri, exp_id, parent)
@@ -415,6 +425,7 @@ def _drive(opts: SearchOptions, space: Space, data: PreparedData, settings: Sett
     interrupted = False
     try:
         remaining = settings.num_trials - len(records)
+        t_fit = time.time()
         if remaining > 0:
             interrupted = _run_trials(space, data, settings, metrics, parent, records, writer, view, storage,
                                       folder, remaining)
@@ -425,8 +436,11 @@ def _drive(opts: SearchOptions, space: Space, data: PreparedData, settings: Sett
             raise SearchInterrupted(
                 f"interrupted after {done} of {settings.num_trials} trials; finished trials are kept. "
                 f"Continue with: autofusion search --resume {parent}", parent)
+        tune_seconds = time.time() - t_fit
         result = _finish(records, writer, data, settings, uri, exp_id, experiment, parent, t0,
                          optuna.load_study(study_name=parent, storage=storage))
+        result.tune_seconds = tune_seconds
+        result.first_trial_seconds = view.first_start - t0 if view.first_start else None
         status = "FINISHED"
         return result
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from typing import Any
 from autofusion.errors import ConfigError
 from autofusion.spaces.load import Space
 from autofusion.spaces.sample import CHOICE_SECTIONS
-from autofusion.spaces.schema import ChoiceSection, Distribution
+from autofusion.spaces.schema import TRAIN_KEYS, ChoiceSection, Distribution
 
 STATE_FILE = "search.json"
 JOURNAL = "optuna.journal"
@@ -95,8 +95,7 @@ def space_distributions(space: Space) -> dict[str, Any]:
         if getattr(f, s) is not None:
             section(f"{s}.type", getattr(f, s))
     for name, v in (("head.hidden", f.head.hidden), ("head.dropout", f.head.dropout),
-                    *((f"train.{k}", getattr(f.train, k)) for k in ("batch_size", "modality_dropout", "grad_clip",
-                                                                     "amp", "epochs"))):
+                    *((f"train.{k}", getattr(f.train, k)) for k in TRAIN_KEYS)):
         if isinstance(v, Distribution):
             out[name] = to_optuna(v)
     return out

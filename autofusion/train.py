@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from autofusion.augment import augment_batch
 from autofusion.data.prepare import DataMeta, PreparedData
 from autofusion.models.build import FusionModel
 from autofusion.models.losses import build_loss
@@ -111,6 +112,7 @@ def fit(
         total, seen = 0.0, 0
         for inputs, present, y in iter_batches(data, train_idx, tc.batch_size, device, shuffle=True,
                                                generator=gen, drop_singleton=True):
+            inputs = augment_batch(inputs, tc.augment)
             with _autocast(device, use_amp):
                 out, aux = model.forward_with_aux(inputs, present)
                 loss = loss_fn(out, y)

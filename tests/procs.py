@@ -54,7 +54,7 @@ def stop(proc: subprocess.Popen) -> None:
             except ProcessLookupError:
                 pass
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
         try:

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from autofusion.errors import ConfigError
 from autofusion.registry import Registry
 from autofusion.spaces.schema import (
+    AUGMENTATIONS,
+    TRAIN_KEYS,
     PREP_MODELS,
     ChoiceSection,
     Distribution,
@@ -50,6 +52,7 @@ VALUE_RULES: dict[str, tuple[type, Callable[[Any], bool], str, bool]] = {
     "train.modality_dropout": (float, lambda v: 0 <= v < 1, "must be >= 0 and < 1", False),
     "train.grad_clip": (float, lambda v: v >= 0, "must be >= 0 (0 turns clipping off)", True),
     "train.amp": (bool, lambda v: True, "", False),
+    "train.augment": (str, lambda v: v in AUGMENTATIONS, f"must be one of {', '.join(AUGMENTATIONS)}", False),
 }
 
 
@@ -247,7 +250,7 @@ def _validate_values(parsed: SpaceFile) -> None:
         "loss.aux_weight": f.loss.shared.get("aux_weight"),
         "lr_schedule.warmup_epochs": f.lr_schedule.shared.get("warmup_epochs") if f.lr_schedule else None,
         **{f"head.{k}": getattr(f.head, k) for k in ("hidden", "dropout")},
-        **{f"train.{k}": getattr(f.train, k) for k in ("batch_size", "epochs", "modality_dropout", "grad_clip", "amp")},
+        **{f"train.{k}": getattr(f.train, k) for k in TRAIN_KEYS},
     }
     if "lr" not in f.optimizer.shared:
         raise ConfigError("optimizer.lr: missing key; give a learning rate or a range")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from autofusion.errors import ConfigError
 from autofusion.spaces.load import Space
-from autofusion.spaces.schema import ChoiceSection, Distribution
+from autofusion.spaces.schema import TRAIN_KEYS, ChoiceSection, Distribution
 
 # Section name in the file -> prefix of its parameters; the choice itself is "<prefix>.type".
 CHOICE_SECTIONS = ("fusion", "loss", "optimizer", "lr_schedule")
@@ -73,15 +73,22 @@ class DefineByRun:
                 _choice(trial, f"{section}.type", sec, consts)
         suggest(trial, "head.hidden", f.head.hidden, consts)
         suggest(trial, "head.dropout", f.head.dropout, consts)
-        for key in ("batch_size", "modality_dropout", "grad_clip", "amp"):
-            suggest(trial, f"train.{key}", getattr(f.train, key), consts)
-        suggest(trial, "train.epochs", f.train.epochs if f.train.epochs is not None else self.max_epochs, consts)
+        for key in TRAIN_KEYS:
+            value = getattr(f.train, key)
+            if key == "epochs" and value is None:
+                value = self.max_epochs
+            suggest(trial, f"train.{key}", value, consts)
         return consts
 
 
 def define_by_run(space: Space, max_epochs: int) -> Callable[[Any], dict[str, Any]]:
     """The define-by-run function of ``space`` (see :class:`DefineByRun`)."""
     return DefineByRun(space, max_epochs)
+
+
+def _bool(v: Any) -> bool:
+    """Booleans that went through MLflow params come back as strings."""
+    return v.strip().lower() in ("true", "1", "yes") if isinstance(v, str) else bool(v)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class TrialConfig:
     modality_dropout: float
     grad_clip: float
     amp: bool
+    augment: str = "none"
 
     @classmethod
     def from_flat(cls, flat: dict[str, Any], modalities: list[str], max_epochs: int | None = None) -> "TrialConfig":
@@ -145,7 +153,8 @@ class TrialConfig:
                 epochs=max(1, epochs),
                 modality_dropout=float(flat.get("train.modality_dropout", 0.0)),
                 grad_clip=float(flat.get("train.grad_clip") or 0.0),
-                amp=bool(flat.get("train.amp", True)),
+                amp=_bool(flat.get("train.amp", True)),
+                augment=str(flat.get("train.augment", "none")),
             )
         except KeyError as exc:
             raise ConfigError(f"trial configuration lacks {exc.args[0]!r}") from None

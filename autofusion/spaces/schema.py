@@ -333,12 +333,20 @@ class _ParamSection(_Strict):
         return parse_value(v)
 
 
+AUGMENTATIONS = ("none", "light")
+
+
 class TrainSection(_ParamSection):
     batch_size: Param = 32
     epochs: Param = None
     modality_dropout: Param = 0.0
     grad_clip: Param = 5.0
     amp: Param = True
+    augment: Param = "none"
+
+
+# The train section's keys, in the order they are sampled (epochs last: it defaults to the budget).
+TRAIN_KEYS = ("batch_size", "modality_dropout", "grad_clip", "amp", "augment", "epochs")
 
 
 class HeadSection(_ParamSection):

@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from autofusion import registry_ops, tracking
+from autofusion import registry_ops, tracking, views
 from autofusion.search import SearchOptions, run_search
 from autofusion.train import metric_names
 from tests import procs
@@ -28,7 +28,8 @@ def server(tmp_path_factory):
     log = root / "server.log"
     proc = procs.start(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'db.sqlite'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],  # the default four take half a minute to start on two cores
         log, env={"MLFLOW_DISABLE_TELEMETRY": "true"}, cwd=root,
     )
     try:
@@ -77,6 +78,11 @@ def test_run_tree_through_the_server(searched):
         assert ch.data.metrics["num_params"] > 0 and "best_val_accuracy" in ch.data.metrics
     artifacts = {a.path for a in c.list_artifacts(result.parent_run_id)}
     assert {"space.yaml", "trials.csv", "data"} <= artifacts
+    # the trials view reads the same tree back through the server
+    rows = views.trial_rows(url, parent)
+    assert sorted(r["run_id"] for r in rows) == sorted(t.run_id for t in result.trials)
+    assert [r["best"] for r in sorted(rows, key=lambda r: r["run_id"] != result.best.run_id)] == [True, False]
+    assert all(r["epochs"] == 2 and r["val_accuracy"] is not None for r in rows)
 
 
 def test_model_logged_on_best_child_only(searched, server):

@@ -86,3 +86,20 @@ def test_aux_losses_and_modality_dropout_train():
     assert set(model.aux_heads) == {"image", "text"}
     fit(model, data, tc, device=torch.device("cpu"))
     assert model.aux_heads["image"].weight.grad is not None
+
+
+@pytest.mark.parametrize("mods", [["image", "text"], ["audio", "video"]])
+def test_light_augmentation_keeps_shapes_and_trains(mods):
+    from autofusion.augment import augment_batch
+
+    data = fake_data(mods, n=16)
+    inputs, _, _ = next(iter_batches(data, data.indices(0), 8, torch.device("cpu")))
+    torch.manual_seed(0)
+    out = augment_batch(inputs, "light")
+    for m in mods:
+        assert out[m].shape == inputs[m].shape and out[m].dtype == inputs[m].dtype
+    assert any(not torch.equal(out[m], inputs[m]) for m in mods)
+    assert augment_batch(inputs, "none") is inputs
+    tc = TrialConfig.from_flat(flat_config(mods, CHEAP, "mid", **{"train.augment": "light"}), mods)
+    assert tc.augment == "light"
+    fit(build_model(tc, data.meta), data, tc, device=torch.device("cpu"))

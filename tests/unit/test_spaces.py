@@ -160,7 +160,7 @@ def test_parameters_exist_only_for_the_choice_picked(task):
             stray = [k for k in flat for c in others if k.startswith(f"{prefix}.{c}.")]
             assert not stray, f"{key}={name!r} but the trial has {stray}"
         expected |= {"head.hidden", "head.dropout", "train.batch_size", "train.epochs",
-                     "train.modality_dropout", "train.grad_clip", "train.amp"}
+                     "train.modality_dropout", "train.grad_clip", "train.amp", "train.augment"}
         assert set(flat) == expected
     for key, (_, section) in keys.items():  # every choice is reachable
         assert picked[key] == set(section.choices), key
@@ -218,7 +218,7 @@ def to_flat(tc: TrialConfig, modalities: list[str]) -> dict[str, Any]:
         "loss.aux_weight": tc.aux_weight, "optimizer.lr": tc.lr, "optimizer.weight_decay": tc.weight_decay,
         "lr_schedule.warmup_epochs": tc.warmup_epochs, "train.batch_size": tc.batch_size,
         "train.epochs": tc.epochs, "train.modality_dropout": tc.modality_dropout,
-        "train.grad_clip": tc.grad_clip, "train.amp": tc.amp,
+        "train.grad_clip": tc.grad_clip, "train.amp": tc.amp, "train.augment": tc.augment,
     })
     return flat
 
