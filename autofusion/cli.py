@@ -176,8 +176,13 @@ def ui(tracking_uri: str | None, host: str, port: int, task: str | None) -> None
     click.echo(f"MLflow UI on http://{shown}:{port} (store {uri}); trials are under 'Model training':")
     for e in exps:
         click.echo(f"  {e.name}: http://{shown}:{port}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    raise SystemExit(subprocess.call(cmd))
+    raise SystemExit(subprocess.call(ui_command(uri, host, port)))
+
+
+def ui_command(uri: str, host: str, port: int) -> list[str]:
+    """The MLflow UI command line ``autofusion ui`` runs: bound to ``host`` (127.0.0.1 unless
+    told), so the store is not served to the network by default."""
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
 
 
 @cli.group(cls=Group)

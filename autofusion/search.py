@@ -146,17 +146,17 @@ def resolve_settings(space: Space, opts: SearchOptions, target: str, cpus_availa
     known = [f"val_{m}" for m in METRICS[target]]
     if metric not in known:
         raise ConfigError(f"unknown metric {metric!r} for {target} targets; known: {', '.join(known)}")
-    mode = opts.mode or s.mode or metric_mode(metric)
+    mode = opts.mode or (s.mode if metric == s.metric else None) or metric_mode(metric)
     objectives = tuple(opts.objectives or s.objectives)
     for o in objectives:
         if o not in EXTRA_OBJECTIVES:
             raise ConfigError(f"unknown objective {o!r}; known: {', '.join(EXTRA_OBJECTIVES)}")
     sampler = opts.sampler or s.sampler
     scheduler = opts.scheduler or s.scheduler
-    if objectives and scheduler != "fifo":
-        scheduler = "fifo"  # early stopping needs a single metric to compare trials on
     if sampler == "nsga2" and not objectives:
         objectives = ("num_params",)
+    if objectives and scheduler != "fifo":
+        scheduler = "fifo"  # early stopping needs a single metric to compare trials on
     cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else s.cpus_per_trial
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else s.gpus_per_trial
     if gpus > 1 and not float(gpus).is_integer():
@@ -295,6 +295,23 @@ def init_ray(address: str | None, verbose: bool) -> bool:
 
     if ray.is_initialized():
         return False
+    target = address.split("://", 1)[-1].strip() if address else ""
+    if target and target not in ("auto", "local"):
+        # ray.init waits minutes for a GCS that is not there; a plain connect answers in seconds.
+        import socket
+
+        host, sep, port = target.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ClusterError(f"--address {address!r}: expected HOST:PORT of a Ray head node, e.g. 127.0.0.1:6379")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ClusterError(
+                f"cannot reach the Ray cluster at {address!r}: nothing answers on port {port} ({reason}); "
+                f"start it with `ray start --head --port {port}` or leave out --address to use a local Ray"
+            ) from None
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.INFO if verbose else logging.ERROR,
                                   log_to_driver=verbose, configure_logging=True)
     try:

@@ -10,6 +10,7 @@ writes instead of losing them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -21,6 +22,11 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from autofusion.errors import TrackingError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock (two first searches at once on a new store may clash)
+    fcntl = None  # type: ignore[assignment]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -36,19 +42,30 @@ def resolve_tracking_uri(uri: str | None) -> str:
 def check_store(uri: str) -> None:
     """Fails fast, with one line, when the store cannot be reached or written."""
     parsed = urlparse(uri)
+    lock: Path | None = None
     if parsed.scheme == "sqlite":
         db = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
         if db is None:
             raise TrackingError(f"tracking URI {uri!r}: use sqlite:///PATH/TO/mlflow.db")
         folder = db.parent if str(db.parent) else Path(".")
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise TrackingError(
+                f"cannot create the MLflow folder {str(folder)!r}: {str(blocker)!r} is a file, not a folder; "
+                "move it away or pass --tracking-uri sqlite:///OTHER/PATH/mlflow.db"
+            )
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TrackingError(f"cannot create the MLflow folder {str(folder)!r}: {exc.strerror}") from None
+            raise TrackingError(
+                f"cannot create the MLflow folder {str(folder)!r}: {exc.strerror}; fix the permissions of its "
+                "parent or pass --tracking-uri sqlite:///OTHER/PATH/mlflow.db"
+            ) from None
         if not os.access(folder, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             raise TrackingError(
                 f"the MLflow store {str(db)!r} is not writable; fix its permissions or pass --tracking-uri"
             )
+        lock = folder / f"{db.name}.lock"
     elif parsed.scheme in ("http", "https"):
         import requests
 
@@ -62,11 +79,17 @@ def check_store(uri: str) -> None:
         raise TrackingError(
             f"tracking URI {uri!r}: MLflow's file store is deprecated; use {DEFAULT_TRACKING_URI!r} or a server URL"
         )
-    try:
-        client(uri).search_experiments(max_results=1)
-    except Exception as exc:  # noqa: BLE001 - any store failure is the user's to fix
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(f"cannot use the MLflow store {uri!r}: {first}") from None
+    with contextlib.ExitStack() as held:
+        if lock is not None and fcntl is not None:
+            # The first use creates (or migrates) a sqlite store; two searches started at once
+            # would run MLflow's migrations together and one would fail. The lock is released
+            # when its file is closed.
+            fcntl.flock(held.enter_context(open(lock, "a")), fcntl.LOCK_EX)
+        try:
+            client(uri).search_experiments(max_results=1)
+        except Exception as exc:  # noqa: BLE001 - any store failure is the user's to fix
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise TrackingError(f"cannot use the MLflow store {uri!r}: {first}") from None
 
 
 def client(uri: str):

@@ -26,6 +26,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "split": ("split", "subset", "fold_name", "partition"),
 }
 
+_EMPTY_HINT = "write a header row (e.g. image,text,label) and one row per sample"
+
 FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
     ".json": "json", ".parquet": "parquet", ".pq": "parquet",
@@ -51,7 +53,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
             "use .csv, .tsv, .jsonl, .json or .parquet"
         )
     if path.stat().st_size == 0:
-        raise DataError(f"manifest {str(path)!r} is empty")
+        raise DataError(f"manifest {str(path)!r} is empty; {_EMPTY_HINT}")
     text = "" if fmt == "parquet" else _read_text(path)
     try:
         if fmt == "parquet":
@@ -62,12 +64,12 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         else:
             df = pd.read_json(io.StringIO(text), lines=fmt == "jsonl", dtype=False)
     except pd.errors.EmptyDataError:
-        raise DataError(f"manifest {str(path)!r} is empty") from None
+        raise DataError(f"manifest {str(path)!r} is empty; {_EMPTY_HINT}") from None
     except (ValueError, pd.errors.ParserError, OSError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"manifest {str(path)!r} cannot be parsed as {fmt}: {first}") from None
     if len(df) == 0:
-        raise DataError(f"manifest {str(path)!r} has a header but no rows")
+        raise DataError(f"manifest {str(path)!r} has a header but no rows; add one row per sample")
     df.columns = [str(c).strip() for c in df.columns]
     dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dup:
@@ -86,7 +88,7 @@ def _read_text(path: Path) -> str:
             f"manifest {str(path)!r} is not UTF-8 text (line {line}, byte {exc.start}); save it as UTF-8"
         ) from None
     if not text.strip():
-        raise DataError(f"manifest {str(path)!r} is empty")
+        raise DataError(f"manifest {str(path)!r} is empty; {_EMPTY_HINT}")
     return text
 
 

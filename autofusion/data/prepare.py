@@ -394,7 +394,8 @@ def _check_classes(
     if len(present_classes) < 2:
         only = classes[present_classes[0]] if present_classes else "none"
         raise DataError(
-            f"{manifest}: label column {name!r} has a single class ({only!r}); classification needs at least 2"
+            f"{manifest}: label column {name!r} has a single class ({only!r}); classification needs at least 2: "
+            f"add samples of other classes, or point --columns label=COLUMN at the right column"
         )
     if len(present_classes) < len(classes):
         remap = np.full(len(classes), -1, dtype=np.int64)

@@ -8,9 +8,11 @@ value, on one line.
 
 from __future__ import annotations
 
+import difflib
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -23,6 +25,7 @@ from autofusion.spaces.schema import (
     PREP_MODELS,
     ChoiceSection,
     Distribution,
+    Param,
     SpaceFile,
     error_parts,
 )
@@ -92,7 +95,10 @@ def resolve_space_path(task: str | None, space: str | Path | None) -> Path:
     if space is not None:
         path = Path(space)
         if not path.is_file():
-            raise ConfigError(f"space file {str(path)!r} does not exist")
+            raise ConfigError(
+                f"space file {str(path)!r} does not exist; check the path, or start from a built-in one: "
+                "autofusion spaces show TASK > my_space.yaml"
+            )
         return path
     if task is None:
         raise ConfigError("give --task or --space")
@@ -112,6 +118,12 @@ def load_space(task: str | None = None, space: str | Path | None = None) -> Spac
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        # The problem is often found a line after the cause (an unclosed bracket): say where it opened.
+        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and cmark is not None and (mark is None or cmark.line != mark.line):
+            problem += f" ({context} that starts at line {cmark.line + 1}, column {cmark.column + 1})"
+        if isinstance(exc, yaml.constructor.ConstructorError):  # !!python/object and other unsafe tags
+            problem += "; a space file holds plain values only: remove the tag"
         raise ConfigError(f"{path}: invalid YAML: {where}{problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
@@ -177,11 +189,47 @@ def _duplicate_key(text: str) -> str | None:
     return walk(root, ()) if root is not None else None
 
 
-def _describe(exc: ValidationError) -> str:
-    """One line for the first pydantic error: key path, rule and value."""
+def _describe(exc: ValidationError, root: type[BaseModel] = SpaceFile) -> str:
+    """One line for the first pydantic error: key path, rule and value; an unknown key
+    close to an allowed one (a typo) gets a "did you mean"."""
     loc, msg = error_parts(exc.errors()[0])
+    if msg.startswith("unknown key") and loc:
+        close = difflib.get_close_matches(loc[-1], _allowed_keys(root, loc[:-1]), n=1, cutoff=0.7)
+        if close:
+            msg = msg.replace("unknown key", f"unknown key; did you mean {close[0]!r}?", 1)
     more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
     return f"{'.'.join(loc) or 'top level'}: {msg}{more}"
+
+
+def _allowed_keys(root: Any, keys: tuple[str, ...]) -> list[str]:
+    """The keys the schema allows below the key path ``keys`` (empty where it cannot tell)."""
+
+    def model_in(tp: Any) -> Any:  # the model or dict inside an Optional/Union annotation
+        if get_origin(tp) in (Union, types.UnionType):
+            return next((a for a in get_args(tp) if _is_model(a) or get_origin(a) is dict), None)
+        return tp
+
+    tp = root
+    for key in keys:
+        tp = model_in(tp)
+        if _is_model(tp):
+            field = tp.model_fields.get(key)
+            if field is None and tp is ChoiceSection:  # a shared parameter (optimizer.lr)
+                tp = Param
+                continue
+            if field is None:
+                return []
+            tp = field.annotation
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        else:
+            return []
+    tp = model_in(tp)
+    return list(tp.model_fields) if _is_model(tp) else []
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
 def _validate_prep(parsed: SpaceFile) -> dict[str, BaseModel]:
@@ -196,7 +244,7 @@ def _validate_prep(parsed: SpaceFile) -> dict[str, BaseModel]:
         try:
             prep[name] = PREP_MODELS[name].model_validate(settings or {})
         except ValidationError as exc:
-            raise ConfigError(f"modalities.{name}.{_describe(exc)}") from None
+            raise ConfigError(f"modalities.{name}.{_describe(exc, PREP_MODELS[name])}") from None
     missing = [m for m in parsed.modalities if m not in parsed.encoders]
     extra = [m for m in parsed.encoders if m not in parsed.modalities]
     if missing:

@@ -120,13 +120,15 @@ def test_validate_bad_yaml(runner, tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("task: image_text\nmodalities: {image: {size: 32}\n", encoding="utf-8")
     result = runner.invoke(cli, ["spaces", "validate", str(path)])
-    one_error_line(result, f"{path}: invalid YAML: line 3, column 1: expected ',' or '}}', but got '<stream end>'")
+    one_error_line(result, f"{path}: invalid YAML: line 3, column 1: expected ',' or '}}', but got '<stream end>' "
+                           "(while parsing a flow mapping that starts at line 2, column 13)")
 
 
 def test_validate_missing_file(runner, tmp_path):
     path = tmp_path / "nope.yaml"
     result = runner.invoke(cli, ["spaces", "validate", str(path)])
-    one_error_line(result, f"space file {str(path)!r} does not exist")
+    one_error_line(result, f"space file {str(path)!r} does not exist; check the path, or start from a built-in one: "
+                           "autofusion spaces show TASK > my_space.yaml")
 
 
 def test_verbose_shows_the_traceback(runner, tmp_path):

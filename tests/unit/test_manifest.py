@@ -75,15 +75,17 @@ def _bad_utf8(path: Path) -> str:
     return f"manifest {str(path)!r} is not UTF-8 text (line 3, byte {at}); save it as UTF-8"
 
 
+EMPTY = "is empty; write a header row (e.g. image,text,label) and one row per sample"
+
 UNUSABLE = {
     "missing": (lambda p: p / "nope.csv", lambda p: f"manifest {str(p)!r} does not exist"),
     "folder": (lambda p: p, lambda p: f"manifest {str(p)!r} is a folder; give the CSV/JSONL/Parquet file in it"),
-    "empty": (lambda p: _touch(p / "m.csv", b""), lambda p: f"manifest {str(p)!r} is empty"),
-    "blank-lines": (lambda p: _touch(p / "m.csv", b"\n\n  \n"), lambda p: f"manifest {str(p)!r} is empty"),
+    "empty": (lambda p: _touch(p / "m.csv", b""), lambda p: f"manifest {str(p)!r} {EMPTY}"),
+    "blank-lines": (lambda p: _touch(p / "m.csv", b"\n\n  \n"), lambda p: f"manifest {str(p)!r} {EMPTY}"),
     "header-only": (lambda p: _touch(p / "m.csv", b"image,text,label\n"),
-                    lambda p: f"manifest {str(p)!r} has a header but no rows"),
+                    lambda p: f"manifest {str(p)!r} has a header but no rows; add one row per sample"),
     "header-only-parquet": (lambda p: write(pd.DataFrame({"image": [], "label": []}), p / "m.parquet"),
-                            lambda p: f"manifest {str(p)!r} has a header but no rows"),
+                            lambda p: f"manifest {str(p)!r} has a header but no rows; add one row per sample"),
     "unknown-extension": (lambda p: _touch(p / "m.xlsx", b"x"),
                           lambda p: f"manifest {str(p)!r}: unknown format '.xlsx'; use .csv, .tsv, .jsonl, .json or .parquet"),
     "no-extension": (lambda p: _touch(p / "manifest", b"x"),

@@ -285,7 +285,10 @@ def test_single_class_is_unusable(tmp_path):
     path = write(rows(tmp_path, classes=("only",)), tmp_path / "m.csv")
     with pytest.raises(DataError) as info:
         prep(path, on_bad_rows="skip")
-    assert str(info.value) == f"{path}: label column 'label' has a single class ('only'); classification needs at least 2"
+    assert str(info.value) == (
+        f"{path}: label column 'label' has a single class ('only'); classification needs at least 2: "
+        "add samples of other classes, or point --columns label=COLUMN at the right column"
+    )
 
 
 def test_classes_too_small_to_split(tmp_path):

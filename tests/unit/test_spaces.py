@@ -325,7 +325,7 @@ INVALID: list[tuple[str, dict[tuple[str, ...], Any], str]] = [
     ("unknown-shared-key", {("optimizer", "momentum"): 0.9},
      "optimizer.momentum: unknown key; known: choices, lr, weight_decay"),
     ("unknown-train-key", {("train", "bs"): 4}, "train.bs: unknown key (got 4)"),
-    ("unknown-search-key", {("search", "trials"): 4}, "search.trials: unknown key (got 4)"),
+    ("unknown-search-key", {("search", "trials"): 4}, "search.trials: unknown key; did you mean 'num_trials'? (got 4)"),
     ("unknown-prep-key", {("modalities", "image", "sz"): 4}, "modalities.image.sz: unknown key (got 4)"),
     ("unknown-encoder", {("encoders", "image", "choices", "resnet81"): {}},
      "encoders.image.choices.resnet81: unknown image encoder 'resnet81'; "
@@ -477,7 +477,8 @@ def test_invalid_ids_are_unique():
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("task: x\nmodalities: [image\n", "invalid YAML: line 3, column 1: expected ',' or ']', but got '<stream end>'"),
+        ("task: x\nmodalities: [image\n", "invalid YAML: line 3, column 1: expected ',' or ']', but got '<stream end>' "
+                                       "(while parsing a flow sequence that starts at line 2, column 13)"),
         ("task: x\n  modalities: 1\n", "invalid YAML: line 2, column 13: mapping values are not allowed here"),
         ("task: x\n\tmodalities: 1\n", "invalid YAML: line 2, column 1: found character '\\t' that cannot start any token"),
         ("- image\n- text\n", "a space file must be a YAML mapping (task, modalities, ...), but got a list: ['image', 'text']"),
@@ -534,7 +535,10 @@ def test_missing_space_file(tmp_path):
     missing = tmp_path / "nope.yaml"
     with pytest.raises(ConfigError) as exc:
         load_space(space=missing)
-    assert str(exc.value) == f"space file {str(missing)!r} does not exist"
+    assert str(exc.value) == (
+        f"space file {str(missing)!r} does not exist; check the path, or start from a built-in one: "
+        "autofusion spaces show TASK > my_space.yaml"
+    )
 
 
 def test_unknown_builtin_task():

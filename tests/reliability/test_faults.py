@@ -1,0 +1,181 @@
+"""Faults during a search: two searches writing to one embedded sqlite store at once, a
+tracking server that restarts mid-search, and a trial that runs out of memory. None may
+lose a finished trial's run or metrics.
+
+Covered elsewhere (tests/integration/test_resume.py): SIGTERM and SIGKILL of the driver
+then ``--resume``; failing and diverging trials.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autofusion import tracking
+from autofusion.search import SearchOptions, run_search
+from autofusion.train import metric_names
+from tests import procs
+from tests.reliability.conftest import SPACES
+
+pytestmark = pytest.mark.slow
+
+METRICS = metric_names("classification")
+
+
+def _search(tmp_path: Path, uri: str, *args: str, log: Path) -> subprocess.Popen:
+    """``autofusion search`` as a subprocess of the installed entry point, output to ``log``."""
+    exe = shutil.which("autofusion") or str(Path(sys.executable).parent / "autofusion")
+    env = {**os.environ, "AUTOFUSION_HOME": str(tmp_path / ".autofusion")}
+    out = open(log, "wb")  # noqa: SIM115 - the child holds it; closed when the test's process ends
+    return subprocess.Popen([exe, "search", "--task", "image_text", "--demo-samples", "48", "--concurrency", "1",
+                             "--tracking-uri", uri, "--quiet", *args],
+                            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _finish(proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"the search did not finish in {timeout:.0f}s:\n{procs.tail(log)}") from None
+    assert proc.returncode == 0, procs.tail(log)
+    assert "Traceback" not in log.read_text(errors="replace"), procs.tail(log)
+
+
+def _check_search(uri: str, parent, trials: int, epochs: int) -> None:
+    """The search finished with ``trials`` finished child runs, each with every epoch of every metric."""
+    c = tracking.client(uri)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics.get("trials_failed") == 0
+    children = tracking.find_child_runs(uri, parent.info.experiment_id, parent.info.run_id)
+    assert len(children) == trials
+    assert sorted(int(r.data.tags["autofusion.trial_number"]) for r in children) == list(range(1, trials + 1))
+    for r in children:
+        assert r.info.status == "FINISHED" and r.data.tags["autofusion.status"] == "finished", r.data.tags
+        assert int(r.data.tags["autofusion.epochs_run"]) == epochs
+        assert {"fusion.type", "encoder.image", "encoder.text", "optimizer.lr"} <= set(r.data.params)
+        for name in METRICS:
+            steps = sorted(m.step for m in c.get_metric_history(r.info.run_id, name))
+            assert steps == list(range(1, epochs + 1)), (r.info.run_id, name, steps)
+
+
+def _searches(uri: str) -> list:
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name("image_text")
+    return list(c.search_runs([exp.experiment_id], f"tags.`{tracking.KIND_TAG}` = 'search'"))
+
+
+def test_two_searches_at_once_on_one_sqlite_store(tmp_path):
+    """Two terminals in one folder, both starting a search on a store that does not exist yet."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    runs = [_search(tmp_path, uri, "--num-trials", "2", "--max-epochs", "1", log=log) for log in logs]
+    for proc, log in zip(runs, logs):
+        _finish(proc, log, timeout=400)
+    parents = _searches(uri)
+    assert len(parents) == 2
+    for parent in parents:
+        _check_search(uri, parent, trials=2, epochs=1)
+        assert f"autofusion promote --search {parent.info.run_id}" in " ".join(p.read_text() for p in logs)
+
+
+def _start_server(root: Path, port: int, log: Path) -> subprocess.Popen:
+    proc = procs.start(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'db.sqlite'}",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        log, env={"MLFLOW_DISABLE_TELEMETRY": "true"}, cwd=root,
+    )
+    procs.wait_http(f"http://127.0.0.1:{port}/health", proc, log, timeout=120)
+    return proc
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL to the server's whole process group: a crash, not a shutdown."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def _wait_for_trial_run(url: str, search: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    c = tracking.client(url)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert search.poll() is None, procs.tail(log)
+        exp = c.get_experiment_by_name("image_text")
+        if exp is not None and c.search_runs([exp.experiment_id], f"tags.`{tracking.KIND_TAG}` = 'trial'"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no trial run appeared in {timeout:.0f}s:\n{procs.tail(log)}")
+
+
+def test_tracking_server_restart_mid_search_loses_nothing(tmp_path):
+    root = tmp_path / "server"
+    root.mkdir()
+    port = procs.free_port()
+    url = f"http://127.0.0.1:{port}"
+    servers = [_start_server(root, port, tmp_path / "server-1.log")]
+    log = tmp_path / "search.log"
+    search = _search(tmp_path, url, "--num-trials", "3", "--max-epochs", "2", "--scheduler", "fifo", log=log)
+    try:
+        _wait_for_trial_run(url, search, log)
+        _kill(servers[0])
+        down = time.time()
+        time.sleep(3)
+        servers.append(_start_server(root, port, tmp_path / "server-2.log"))
+        outage = time.time() - down
+        _finish(search, log, timeout=400)
+    finally:
+        if search.poll() is None:
+            search.kill()
+            search.wait()
+        for s in servers:
+            procs.stop(s)
+    servers = [_start_server(root, port, tmp_path / "server-3.log")]  # to read what was stored
+    try:
+        parents = _searches(url)
+        assert len(parents) == 1
+        _check_search(url, parents[0], trials=3, epochs=2)
+        assert "MLflow write failed" not in log.read_text(), procs.tail(log)
+    finally:
+        procs.stop(servers[0])
+    print(f"server was down for {outage:.1f}s")
+
+
+def test_a_trial_that_runs_out_of_memory_fails_alone(tmp_path, ray_local):
+    """A fusion layer of 2**40 units asks for 128 TiB at once: the allocation is refused at
+    once (more than any address space), so this is safe on a shared machine. The trial
+    fails with the allocator's message; the other trials and the search go on."""
+    doc = yaml.safe_load((SPACES / "image_text.yaml").read_text())
+    doc["fusion"] = {"choices": {"mid": {"dim": {"type": "categorical", "choices": [32, 2**40]}}}}
+    doc["encoders"]["image"]["choices"] = {"small_cnn": {"width": 8, "depth": 2}}
+    doc["encoders"]["text"]["choices"] = {"embedding_bag": {"dim": 16}}
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(doc, sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    result = run_search(SearchOptions(space=str(space), num_trials=3, max_epochs=1, concurrency=1, seed=1,
+                                      sampler="random", scheduler="fifo", tracking_uri=uri, demo_samples=48,
+                                      home=str(tmp_path / ".autofusion"), quiet=True))
+    huge = [t for t in result.trials if t.config["fusion.mid.dim"] == 2**40]
+    small = [t for t in result.trials if t.config["fusion.mid.dim"] == 32]
+    assert huge and small, [t.config for t in result.trials]
+    for t in huge:
+        assert t.status == "failed" and "can't allocate memory" in (t.error or ""), t.error
+    assert all(t.status == "finished" for t in small)
+    c = tracking.client(uri)
+    assert c.get_run(result.parent_run_id).info.status == "FINISHED"
+    assert result.best in small and result.model_uri
+    for t in huge:
+        run = c.get_run(t.run_id)
+        assert run.info.status == "FAILED" and "can't allocate memory" in run.data.tags["autofusion.error"]
