@@ -102,7 +102,6 @@ def _parse_objectives(value: str | None) -> tuple[str, ...]:
 def search(ctx: click.Context, **kw: Any) -> None:
     """Sample fusion architectures, train each as a trial, log everything to MLflow."""
     from autofusion.data.manifest import parse_columns_flag
-    from autofusion.report import print_summary
     from autofusion.search import SearchOptions, run_search
 
     if kw["verbose"]:
@@ -125,6 +124,8 @@ def search(ctx: click.Context, **kw: Any) -> None:
     except SearchInterrupted as exc:
         click.echo(str(exc), err=True)
         ctx.exit(130)
+    from autofusion.report import print_summary
+
     print_summary(result, result.modalities, _console())
 
 

@@ -89,7 +89,7 @@ def promote(uri: str, *, task: str | None = None, search: str | None = None, nam
 
 
 def _metric_mode(metric: str) -> str:
-    from autofusion.train import metric_mode
+    from autofusion.metrics import metric_mode
 
     return metric_mode(metric)
 

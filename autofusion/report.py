@@ -60,13 +60,16 @@ def test_evaluation(model: Any, data: PreparedData) -> tuple[dict[str, float], d
     """The one evaluation on the test split, with outputs kept for the confusion matrix."""
     import torch
 
+    from autofusion.models.losses import build_loss
+    from autofusion.metrics import DEFAULT_LOSS
     from autofusion.train import predict, score
 
     idx = data.indices(TEST)
     if len(idx) == 0:
         return {}, {}
     out, y = predict(model, data, idx, torch.device("cpu"))
-    metrics = {f"test_{k}": v for k, v in score(out, y, data.meta).items()}
+    loss = build_loss(DEFAULT_LOSS[data.meta.target], {}, data.meta.target, data.meta.class_counts)
+    metrics = {"test_loss": float(loss(out, y)), **{f"test_{k}": v for k, v in score(out, y, data.meta).items()}}
     return metrics, {"outputs": out, "targets": y}
 
 

@@ -24,7 +24,7 @@ from autofusion import state
 from autofusion.data.prepare import PreparedData, default_home, prepare_data
 from autofusion.errors import ClusterError, ConfigError
 from autofusion.spaces import Space, TrialConfig, define_by_run, load_space
-from autofusion.train import DEFAULT_METRIC, METRICS, metric_mode
+from autofusion.metrics import DEFAULT_METRIC, METRICS, metric_mode
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -365,9 +365,9 @@ def run_search(opts: SearchOptions, *, console: Any = None) -> SearchResult:
     resume_id = None
     if opts.resume:
         opts, resume_id = _resumed_options(opts, home)
-    space = load_space(opts.task, opts.space)
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
-    tracking.check_store(uri)
+    tracking.check_store(uri)  # first: it fails fast, before torch is imported
+    space = load_space(opts.task, opts.space)
     if resume_id is not None:
         tracking.get_run(uri, resume_id)
     source_study = _warm_start_study(home, opts.warm_start) if opts.warm_start else None

@@ -29,6 +29,10 @@ except ImportError:  # Windows: no lock (two first searches at once on a new sto
     fcntl = None  # type: ignore[assignment]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+# MLflow prints "View run ..." links on stdout for http stores; the summary says where things are.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# The writer thread outlasts a tracking-server restart (15-45 s to come back here).
+WRITER_ATTEMPTS = 12
 PARENT_TAG = "mlflow.parentRunId"
 KIND_TAG = "autofusion.kind"
 log = logging.getLogger(__name__)
@@ -107,14 +111,30 @@ def experiment_id(uri: str, name: str) -> str:
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     if exp is None:
-        return c.create_experiment(name, tags={"autofusion.task": name})
+        return c.create_experiment(name, artifact_location=_artifact_location(uri, name),
+                                   tags={"autofusion.task": name})
     if exp.lifecycle_stage == "deleted":
         c.restore_experiment(exp.experiment_id)
     return exp.experiment_id
 
 
-def retry(fn: Callable[[], Any], *, attempts: int = 6, first_delay: float = 0.5) -> Any:
-    """Calls ``fn`` with exponential backoff on any error (locked sqlite, server restarts)."""
+def _artifact_location(uri: str, name: str) -> str | None:
+    """For a sqlite store, artifacts go beside the database (MLflow's default is ./mlruns
+    of whatever folder the command runs in); servers keep their own default."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    import re
+
+    folder = Path(uri[len("sqlite:///"):]).resolve().parent
+    return (folder / "artifacts" / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)).as_uri()
+
+
+def retry(fn: Callable[[], Any], *, attempts: int = 8, first_delay: float = 0.5) -> Any:
+    """Calls ``fn`` with exponential backoff on any error (locked sqlite, server restarts).
+
+    Eight attempts wait 35.5 s in all (0.5, 1, 2, 4, 8, 10, 10): longer than a tracking
+    server takes to restart on a busy two-core machine (measured: 18-27 s).
+    """
     delay = first_delay
     for i in range(attempts):
         try:
@@ -130,6 +150,7 @@ def retry(fn: Callable[[], Any], *, attempts: int = 6, first_delay: float = 0.5)
 class _ChildState:
     run_id: str | None = None
     steps: set[int] = field(default_factory=set)
+    params_logged: bool = False
 
 
 class TrackingWriter:
@@ -152,7 +173,7 @@ class TrackingWriter:
             try:
                 if job is None:
                     return
-                retry(job)
+                retry(job, attempts=WRITER_ATTEMPTS)
             except Exception as exc:  # noqa: BLE001 - recorded, reported in the summary
                 self.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                 log.warning("MLflow write failed after retries: %s", exc)
@@ -174,22 +195,23 @@ class TrackingWriter:
     # --- trial runs -------------------------------------------------------------------
     def adopt(self, trial_id: str, run_id: str, steps: set[int]) -> None:
         """Reuses an existing child run (a resumed search) instead of creating one."""
-        self.children[trial_id] = _ChildState(run_id, set(steps))
+        self.children[trial_id] = _ChildState(run_id, set(steps), params_logged=True)
 
     def start_trial(self, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag
 
         def job() -> None:
             st = self.children.setdefault(trial_id, _ChildState())
-            if st.run_id is not None:
+            if st.run_id is not None and st.params_logged:
                 self._client.update_run(st.run_id, status="RUNNING")
                 return
-            all_tags = {PARENT_TAG: self.parent_run_id, KIND_TAG: "trial", **tags}
-            run = self._client.create_run(self.experiment_id, tags=all_tags, run_name=name)
-            st.run_id = run.info.run_id
+            if st.run_id is None:  # a retry after a failed params write reuses the run
+                all_tags = {PARENT_TAG: self.parent_run_id, KIND_TAG: "trial", **tags}
+                st.run_id = self._client.create_run(self.experiment_id, tags=all_tags, run_name=name).info.run_id
             items = [Param(k, _param_str(v)) for k, v in sorted(params.items())]
             for i in range(0, len(items), 100):
                 self._client.log_batch(st.run_id, params=items[i:i + 100])
+            st.params_logged = True
 
         self.submit(job)
 
@@ -205,15 +227,15 @@ class TrackingWriter:
 
         def job() -> None:
             run_id = self.parent_run_id if trial_id is None else self.children[trial_id].run_id
-            if trial_id is not None and step is not None:
-                st = self.children[trial_id]
-                if step in st.steps:
-                    return
-                st.steps.add(step)
+            st = self.children.get(trial_id) if trial_id is not None else None
+            if st is not None and step is not None and step in st.steps:
+                return
             ms = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if _finite(v)]
             ts_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
             for i in range(0, max(len(ms), 1), 900):
                 self._client.log_batch(run_id, metrics=ms[i:i + 900], tags=ts_tags if i == 0 else [])
+            if st is not None and step is not None:
+                st.steps.add(step)  # only once written, so a retried write is not skipped
 
         self.submit(job)
 

@@ -22,33 +22,13 @@ from autofusion.data.prepare import DataMeta, PreparedData
 from autofusion.models.build import FusionModel
 from autofusion.models.losses import build_loss
 from autofusion.optim import build_optimizer, build_schedule
+from autofusion.metrics import DEFAULT_LOSS
 from autofusion.spaces.sample import TrialConfig
 
 EpochCallback = Callable[[int, dict[str, float], FusionModel], None]
 
-DEFAULT_METRIC = {"classification": ("val_accuracy", "max"), "multilabel": ("val_f1_macro", "max"),
-                  "regression": ("val_rmse", "min")}
-METRICS = {
-    "classification": ("loss", "accuracy", "f1_macro"),
-    "multilabel": ("loss", "f1_macro", "f1_micro", "exact_match"),
-    "regression": ("loss", "rmse", "mae", "r2"),
-}
-MIN_IS_BETTER = {"loss", "rmse", "mae"}
-
-
 class TrialDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-def metric_names(target: str) -> list[str]:
-    """Every per-epoch metric a trial reports for a target kind."""
-    return [f"{split}_{m}" for split in ("train", "val") for m in ("loss",)] + [
-        f"val_{m}" for m in METRICS[target] if m != "loss"
-    ]
-
-
-def metric_mode(metric: str) -> str:
-    return "min" if metric.split("_", 1)[-1] in MIN_IS_BETTER or metric.endswith("_loss") else "max"
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -157,15 +137,11 @@ def evaluate(model: FusionModel, data: PreparedData, idx: np.ndarray, device: to
     out, y = predict(model, data, idx, device)
     meta = data.meta
     if loss_fn is None:
-        loss_fn = build_loss(_default_loss(meta.target), {}, meta.target, meta.class_counts)
+        loss_fn = build_loss(DEFAULT_LOSS[meta.target], {}, meta.target, meta.class_counts)
     res = {"loss": float(loss_fn.to("cpu")(out, y))}
     loss_fn.to(device)
     res.update(score(out, y, meta))
     return {f"{prefix}_{k}": v for k, v in res.items()}
-
-
-def _default_loss(target: str) -> str:
-    return {"classification": "cross_entropy", "multilabel": "bce", "regression": "mse"}[target]
 
 
 def score(out: Tensor, y: Tensor, meta: DataMeta) -> dict[str, float]:

@@ -24,9 +24,13 @@ def _open(source: Source) -> io.BytesIO | str:
     if isinstance(source, (bytes, bytearray)):
         return io.BytesIO(bytes(source))
     path = Path(source)
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except OSError:  # e.g. a name longer than the file system allows
+        raise DecodeError("not a usable file name") from None
+    if not exists:
         raise DecodeError("file not found")
-    if not path.is_file():
+    if not is_file:
         raise DecodeError("not a file")
     return str(path)
 

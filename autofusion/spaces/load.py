@@ -274,7 +274,7 @@ def _validate_data(parsed: SpaceFile) -> None:
 def _validate_search(parsed: SpaceFile) -> None:
     s, target = parsed.search, parsed.data.target
     if s.metric is not None:
-        from autofusion.train import METRICS
+        from autofusion.metrics import METRICS
 
         targets = list(METRICS) if target == "auto" else [target]
         known = list(dict.fromkeys(f"val_{m}" for t in targets for m in METRICS[t]))

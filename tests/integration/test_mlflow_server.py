@@ -14,7 +14,7 @@ import pytest
 
 from autofusion import registry_ops, tracking, views
 from autofusion.search import SearchOptions, run_search
-from autofusion.train import metric_names
+from autofusion.metrics import metric_names
 from tests import procs
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,9 @@ def searched(server, tmp_path_factory, ray_local):
     home = tmp_path_factory.mktemp("server-home")
     opts = SearchOptions(task="image_text", num_trials=2, max_epochs=2, concurrency=2, cpus_per_trial=1, seed=0,
                          demo_samples=64, tracking_uri=url, home=str(home), quiet=True)
-    return run_search(opts), url, home
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(home)
+        return run_search(opts), url, home
 
 
 def test_run_tree_through_the_server(searched):

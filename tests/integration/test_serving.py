@@ -29,8 +29,10 @@ def served(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("serving")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     home = root / "home"
-    run_search(SearchOptions(task="image_text", num_trials=1, max_epochs=1, seed=0, demo_samples=64,
-                             tracking_uri=uri, home=str(home), quiet=True))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # a new experiment's artifacts go under the working folder's ./mlruns
+        run_search(SearchOptions(task="image_text", num_trials=1, max_epochs=1, seed=0, demo_samples=64,
+                                 tracking_uri=uri, home=str(home), quiet=True))
     p = registry_ops.promote(uri, task="image_text")
     assert p.moved and p.version == "1"
     demo = home / "demo" / "image_text-64-0"

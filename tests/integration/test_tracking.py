@@ -15,7 +15,7 @@ from mlflow.entities import ViewType
 from autofusion import registry_ops, tracking
 from autofusion.cli import cli
 from autofusion.search import SearchOptions, run_search
-from autofusion.train import metric_names
+from autofusion.metrics import metric_names
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,9 @@ def _search(store, **kw):
     uri, home = store
     opts = dict(task="image_text", num_trials=1, max_epochs=1, seed=0, demo_samples=96, tracking_uri=uri,
                 home=str(home), quiet=True)
-    return run_search(SearchOptions(**{**opts, **kw}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(home.parent)  # a new experiment's artifacts go under the working folder's ./mlruns
+        return run_search(SearchOptions(**{**opts, **kw}))
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,7 @@ def test_parent_artifacts_and_optuna_plots(wide, store):
     rid = wide.parent_run_id
     top = {a.path for a in c.list_artifacts(rid)}
     assert {"space.yaml", "trials.csv", "data", "plots"} <= top
+    assert c.get_experiment(wide.experiment_id).artifact_location.startswith(str(store[1].parent / "mlruns"))
     assert {a.path for a in c.list_artifacts(rid, "data")} == {"data/split.json"}
     # Optuna's plots: four completed trials are enough for each of them
     plots = {a.path for a in c.list_artifacts(rid, "plots")}
