@@ -161,7 +161,7 @@ class ProgressView:
         if not self.quiet and self.console.is_terminal:
             from rich.live import Live
 
-            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self._live = Live(self, console=self.console, refresh_per_second=2, transient=True)
             self._live.__enter__()
         return self
 
@@ -192,14 +192,15 @@ class ProgressView:
         return (f"trials {done}/{s.num_trials} done · {c['running']} running · {c['pruned']} pruned · "
                 f"{c['failed']} failed │ best {s.metric} {best_txt} │ elapsed {_hms(elapsed)} · ETA {eta}")
 
-    def _render(self) -> Any:
+    def __rich__(self) -> Any:
+        """Re-rendered on every refresh, so the elapsed time and ETA keep moving."""
         from rich.text import Text
 
         return Text(self.line())
 
     def refresh(self) -> None:
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
 
     def trial_done(self, rec: TrialRecord) -> None:
         if self.quiet:

@@ -209,12 +209,17 @@ def log_optuna_plots(client: Any, run_id: str, study: Any, settings: Settings) -
 
 def summary_table(result: SearchResult, modalities: list[str]) -> Any:
     """A rich table of the trials, best first."""
+    from rich import box
     from rich.table import Table
 
     s = result.settings
-    t = Table(title=f"{len(result.trials)} trials · {result.experiment} · chosen on {s.metric}", title_justify="left")
-    for col in ("#", "status", "fusion", *modalities, s.metric, "epochs", "params", "time"):
-        t.add_column(col, justify="right" if col in ("#", s.metric, "epochs", "params", "time") else "left")
+    t = Table(title=f"{len(result.trials)} trials · {result.experiment} · chosen on {s.metric}", title_justify="left",
+              box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for col in ("#", "status", "fusion", *modalities, s.metric.replace("_", " ", 1), "epochs", "params", "time"):
+        right = col in ("#", s.metric.replace("_", " ", 1), "epochs", "params", "time")
+        # on a narrow terminal, encoder names and the metric's header wrap; nothing else does
+        t.add_column(col, justify="right" if right else "left", overflow="fold",
+                     no_wrap=col not in (*modalities, s.metric.replace("_", " ", 1)))
     rank = sorted(result.trials, key=lambda r: (r.best_value is None,
                                                 -(r.best_value or 0) if s.mode == "max" else (r.best_value or 0)))
     for r in rank:

@@ -308,9 +308,10 @@ def init_ray(address: str | None, verbose: bool) -> bool:
                 pass
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
+            start = "ray start --head" + ("" if "://" in address else f" --port {port}")
             raise ClusterError(
                 f"cannot reach the Ray cluster at {address!r}: nothing answers on port {port} ({reason}); "
-                f"start it with `ray start --head --port {port}` or leave out --address to use a local Ray"
+                f"start it with `{start}` or leave out --address to use a local Ray"
             ) from None
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.INFO if verbose else logging.ERROR,
                                   log_to_driver=verbose, configure_logging=True)

@@ -43,7 +43,10 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"manifest {str(path)!r} does not exist")
+        raise DataError(
+            f"manifest {str(path)!r} does not exist; check the path "
+            "(autofusion data demo TASK OUT writes an example manifest)"
+        )
     if path.is_dir():
         raise DataError(f"manifest {str(path)!r} is a folder; give the CSV/JSONL/Parquet file in it")
     fmt = FORMATS.get(path.suffix.lower())
