@@ -40,6 +40,12 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except click.UsageError as exc:  # a bad flag value: one line, not Click's usage block
+            if (ctx.obj or {}).get("verbose") or os.environ.get("AUTOFUSION_VERBOSE"):
+                traceback.print_exc()
+            hint = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+            click.echo(f"error: {exc.format_message().rstrip('.')}{hint}", err=True)
+            ctx.exit(2)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: one line, details on demand

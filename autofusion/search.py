@@ -289,30 +289,35 @@ def run_trial(config: dict[str, Any], data: PreparedData, ts: TrialSettings) -> 
 # --- the driver ----------------------------------------------------------------------------------
 
 
+def probe_address(address: str | None) -> None:
+    """Fails in seconds when nothing answers at a Ray ``address`` (ray.init would wait minutes)."""
+    target = address.split("://", 1)[-1].strip() if address else ""
+    if not target or target in ("auto", "local"):
+        return
+    import socket
+
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterError(f"--address {address!r}: expected HOST:PORT of a Ray head node, e.g. 127.0.0.1:6379")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        start = "ray start --head" + ("" if "://" in address else f" --port {port}")
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address!r}: nothing answers on port {port} ({reason}); "
+            f"start it with `{start}` or leave out --address to use a local Ray"
+        ) from None
+
+
 def init_ray(address: str | None, verbose: bool) -> bool:
     """Starts local Ray (or joins ``address``); returns whether this call started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    target = address.split("://", 1)[-1].strip() if address else ""
-    if target and target not in ("auto", "local"):
-        # ray.init waits minutes for a GCS that is not there; a plain connect answers in seconds.
-        import socket
-
-        host, sep, port = target.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ClusterError(f"--address {address!r}: expected HOST:PORT of a Ray head node, e.g. 127.0.0.1:6379")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
-                pass
-        except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            start = "ray start --head" + ("" if "://" in address else f" --port {port}")
-            raise ClusterError(
-                f"cannot reach the Ray cluster at {address!r}: nothing answers on port {port} ({reason}); "
-                f"start it with `{start}` or leave out --address to use a local Ray"
-            ) from None
+    probe_address(address)
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.INFO if verbose else logging.ERROR,
                                   log_to_driver=verbose, configure_logging=True)
     try:
@@ -368,6 +373,7 @@ def run_search(opts: SearchOptions, *, console: Any = None) -> SearchResult:
         opts, resume_id = _resumed_options(opts, home)
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
     tracking.check_store(uri)  # first: it fails fast, before torch is imported
+    probe_address(opts.address)
     space = load_space(opts.task, opts.space)
     if resume_id is not None:
         tracking.get_run(uri, resume_id)
@@ -386,7 +392,8 @@ def run_search(opts: SearchOptions, *, console: Any = None) -> SearchResult:
         cpus = float(ray.available_resources().get("CPU", os.cpu_count() or 1))
         settings = resolve_settings(space, opts, data.meta.target, cpus)
         if settings.gpus_per_trial > 0 and ray.available_resources().get("GPU", 0) < settings.gpus_per_trial:
-            raise ConfigError(f"--gpus-per-trial {settings.gpus_per_trial}: this Ray cluster has no GPU")
+            raise ConfigError(f"--gpus-per-trial {settings.gpus_per_trial}: this Ray cluster has no GPU; leave out "
+                              "--gpus-per-trial or pass --address of a cluster with GPUs")
         experiment = opts.experiment or space.task
         exp_id = tracking.experiment_id(uri, experiment)
         if resume_id is None:
@@ -410,7 +417,8 @@ def _warm_start_study(home: Path, search_id: str) -> Any:
 
     folder = state.state_dir(home, search_id)
     if not (folder / state.JOURNAL).is_file():
-        raise ConfigError(f"--warm-start {search_id}: no Optuna history at {folder / state.JOURNAL}")
+        raise ConfigError(f"--warm-start {search_id}: no Optuna history at {folder / state.JOURNAL}; warm-start "
+                          "from a search run in this folder, or set AUTOFUSION_HOME to its .autofusion")
     return optuna.load_study(study_name=search_id, storage=state.journal_storage(folder))
 
 

@@ -11,8 +11,6 @@ import pytest
 
 from autofusion.data.demo import write_demo
 
-SPACES = Path(__file__).resolve().parents[2] / "autofusion" / "search_spaces"
-
 
 @pytest.fixture(scope="session")
 def store_template(tmp_path_factory) -> Path:

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,8 +29,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from autofusion.cli import cli
-from tests.reliability.common import run_count
-from tests.reliability.conftest import SPACES
+from tests.reliability.common import SPACES, one_error_line, run_count
 
 IMAGE_TEXT = SPACES / "image_text.yaml"
 
@@ -53,16 +52,12 @@ class Case:
             and the strings the one error line must hold (file, key, value, the fix).
         needs_demo: the search's own demo data must exist (the error comes after the data stage).
         needs_ray: the error comes from the Ray cluster's resources (uses the session's Ray).
-        click_usage: Click rejects the value before autofusion runs: it prints its usage
-            block instead of one line (needs a change in cli.Group, see RELIABILITY.md).
     """
 
     id: str
     build: Callable[[Ctx], tuple[list[str], list[str]]]
     needs_demo: bool = False
     needs_ray: bool = False
-    click_usage: bool = False
-    marks: tuple = field(default=())
 
 
 # ------------------------------------------------------------------ builders
@@ -320,11 +315,9 @@ CASES: list[Case] = [
         "label column 'label' has a single class ('alpha'); classification needs at least 2: ",
         "add samples of other classes")),
     # --- flag values
-    Case("flag-num-trials-zero", flag_case("--num-trials", "0", needles=("--num-trials", "0")), click_usage=True),
-    Case("flag-cpus-per-trial-zero", flag_case("--cpus-per-trial", "0", needles=("--cpus-per-trial", "0")),
-         click_usage=True),
-    Case("flag-unknown-sampler", flag_case("--sampler", "bayes", needles=("--sampler", "bayes", "tpe")),
-         click_usage=True),
+    Case("flag-num-trials-zero", flag_case("--num-trials", "0", needles=("--num-trials", "0"))),
+    Case("flag-cpus-per-trial-zero", flag_case("--cpus-per-trial", "0", needles=("--cpus-per-trial", "0"))),
+    Case("flag-unknown-sampler", flag_case("--sampler", "bayes", needles=("--sampler", "bayes", "tpe"))),
     Case("flag-cpus-per-trial-fraction", flag_case(
         "--cpus-per-trial", "1.5", needles=("--cpus-per-trial above 1 must be a whole number, but got 1.5",)),
         needs_demo=True),
@@ -348,31 +341,13 @@ CASES: list[Case] = [
 ]
 
 
-def invoke(ctx: Ctx, uri: str, args: list[str], *, verbose: bool = False) -> Result:
+def invoke(uri: str, args: list[str], *, verbose: bool = False) -> Result:
     pre = ["--verbose"] if verbose else []
     return CliRunner().invoke(cli, [*pre, "search", "--tracking-uri", uri, "--demo-samples", "48", "--quiet", *args])
 
 
-def one_error_line(res: Result) -> str:
-    """The single output line, which must be ``error: ...``, with exit code 2 and no traceback."""
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert res.exit_code == 2, (res.exit_code, res.output)
-    assert "Traceback" not in res.output, res.output
-    assert len(lines) == 1, res.output
-    assert lines[0].startswith("error: "), res.output
-    return lines[0]
-
-
 def _params() -> list:
-    out = []
-    for c in CASES:
-        marks = list(c.marks)
-        if c.click_usage:
-            marks.append(pytest.mark.xfail(strict=True, reason=(
-                "Click prints its usage block (Usage:/Try/Error:) for a value its type rejects; "
-                "cli.Group.invoke must turn click.UsageError into one 'error:' line (see RELIABILITY.md)")))
-        out.append(pytest.param(c, id=c.id, marks=marks))
-    return out
+    return [pytest.param(c, id=c.id) for c in CASES]
 
 
 @pytest.fixture
@@ -392,7 +367,7 @@ def test_bad_input_stops_with_one_line(request, ctx, store, case, search_demo_te
             pytest.skip("this machine has a GPU")
         request.getfixturevalue("ray_local")
     args, needles = case.build(ctx)
-    res = invoke(ctx, uri, args)
+    res = invoke(uri, args)
     line = one_error_line(res)
     for n in needles:
         assert n in line, (n, line)
@@ -408,7 +383,7 @@ def test_catalogue_ids_are_unique_and_enough():
 def test_verbose_shows_the_traceback(ctx, store):
     uri, db = store
     args, needles = CASES[[c.id for c in CASES].index("space-low-above-high")].build(ctx)
-    res = invoke(ctx, uri, args, verbose=True)
+    res = invoke(uri, args, verbose=True)
     assert res.exit_code == 2, res.output
     assert "Traceback (most recent call last)" in res.output and "autofusion.errors.ConfigError" in res.output
     last = [ln for ln in res.output.splitlines() if ln.strip()][-1]

@@ -16,9 +16,7 @@ from click.testing import CliRunner
 from autofusion.cli import cli, ui_command
 from autofusion.search import TrialRecord, _load_trial_model
 from tests.helpers import fake_data, flat_config
-from tests.reliability.common import run_count
-from tests.reliability.conftest import SPACES
-from tests.reliability.test_bad_input import one_error_line
+from tests.reliability.common import SPACES, one_error_line, run_count
 
 PACKAGE = Path(__file__).resolve().parents[2] / "autofusion"
 
@@ -142,7 +140,8 @@ def test_package_source_has_no_code_evaluation_or_unsafe_loading():
 @pytest.mark.parametrize("edit,needle", [
     (("optimizer", "lr", "__import__('os').system('touch {marker}')"), "optimizer.lr: expected float, but got"),
     (("encoders", "image", "choices", "__import__('os').system('touch {marker}')"), "unknown image encoder"),
-    (("search", "metric", "__import__('os').system('touch {marker}') or 'val_accuracy'"), "search.metric: unknown metric"),
+    (("search", "metric", "__import__('os').system('touch {marker}') or 'val_accuracy'"),
+     "search.metric: unknown metric"),
 ], ids=["as-a-value", "as-a-name", "as-a-setting"])
 def test_code_in_a_space_file_is_a_plain_string(tmp_path, store, edit, needle):
     marker = tmp_path / "pwned"

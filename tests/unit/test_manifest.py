@@ -76,9 +76,10 @@ def _bad_utf8(path: Path) -> str:
 
 
 EMPTY = "is empty; write a header row (e.g. image,text,label) and one row per sample"
+MISSING = "does not exist; check the path (autofusion data demo TASK OUT writes an example manifest)"
 
 UNUSABLE = {
-    "missing": (lambda p: p / "nope.csv", lambda p: f"manifest {str(p)!r} does not exist"),
+    "missing": (lambda p: p / "nope.csv", lambda p: f"manifest {str(p)!r} {MISSING}"),
     "folder": (lambda p: p, lambda p: f"manifest {str(p)!r} is a folder; give the CSV/JSONL/Parquet file in it"),
     "empty": (lambda p: _touch(p / "m.csv", b""), lambda p: f"manifest {str(p)!r} {EMPTY}"),
     "blank-lines": (lambda p: _touch(p / "m.csv", b"\n\n  \n"), lambda p: f"manifest {str(p)!r} {EMPTY}"),

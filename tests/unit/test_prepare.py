@@ -323,7 +323,10 @@ def test_unusable_manifests_through_prepare(tmp_path):
     assert str(info.value) == f"{path}: no label column; columns are image, caption; name one with --columns label=COLUMN"
     with pytest.raises(DataError) as info:
         prep(tmp_path / "missing.csv")
-    assert str(info.value) == f"manifest {str(tmp_path / 'missing.csv')!r} does not exist"
+    assert str(info.value) == (
+        f"manifest {str(tmp_path / 'missing.csv')!r} does not exist; check the path "
+        "(autofusion data demo TASK OUT writes an example manifest)"
+    )
 
 
 def test_unknown_bad_row_policy(csv_data):
