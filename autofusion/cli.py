@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from autofusion.errors import AutofusionError, ConfigError
+from autofusion.errors import AutofusionError
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
 SCHEDULERS = ("asha", "hyperband", "median", "fifo")

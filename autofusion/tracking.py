@@ -198,7 +198,7 @@ class TrackingWriter:
         self.children[trial_id] = _ChildState(run_id, set(steps), params_logged=True)
 
     def start_trial(self, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
 
         def job() -> None:
             st = self.children.setdefault(trial_id, _ChildState())

@@ -27,7 +27,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
 from autofusion import quiet_libraries
 from autofusion.data.demo import TASKS, demo_manifest

@@ -26,7 +26,7 @@ import pandas as pd
 from autofusion.data import decode as dec
 from autofusion.data.info import ModalityInfo
 from autofusion.data.manifest import read_manifest, resolve_columns
-from autofusion.data.splits import NAMES, TEST, TRAIN, VAL, assign_splits, parse_split_column
+from autofusion.data.splits import NAMES, TRAIN, VAL, assign_splits, parse_split_column
 from autofusion.data.text import Vocab
 from autofusion.errors import ConfigError, DataError
 

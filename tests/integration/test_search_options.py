@@ -36,9 +36,7 @@ def _signature(result):
 def test_same_seed_same_trials_and_metrics(tmp_path, ray_local):
     a = run_search(_opts(tmp_path, seed=7, experiment="a"))
     b = run_search(_opts(tmp_path, seed=7, experiment="b"))
-    assert _signature(a) == _signature(b)
-    c = run_search(_opts(tmp_path, seed=8, experiment="c"))
-    assert [t.config for t in c.trials] != [t.config for t in a.trials]
+    assert _signature(a) == _signature(b)  # another seed giving other trials: test_search_settings
 
 
 def test_multi_objective_search_reports_a_pareto_front(tmp_path, ray_local):

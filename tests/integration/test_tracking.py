@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -76,7 +77,10 @@ def test_parent_artifacts_and_optuna_plots(wide, store):
     rid = wide.parent_run_id
     top = {a.path for a in c.list_artifacts(rid)}
     assert {"space.yaml", "trials.csv", "data", "plots"} <= top
-    assert c.get_experiment(wide.experiment_id).artifact_location.startswith(str(store[1].parent / "mlruns"))
+    # artifacts live beside the sqlite database, not in ./mlruns of whatever folder the command ran in
+    location = c.get_experiment(wide.experiment_id).artifact_location
+    db_folder = Path(uri[len("sqlite:///"):]).parent
+    assert location == (db_folder / "artifacts" / "image_text").as_uri()
     assert {a.path for a in c.list_artifacts(rid, "data")} == {"data/split.json"}
     # Optuna's plots: four completed trials are enough for each of them
     plots = {a.path for a in c.list_artifacts(rid, "plots")}

@@ -152,29 +152,41 @@ def test_tracking_server_restart_mid_search_loses_nothing(tmp_path, store_templa
             procs.stop(s)
 
 
-def test_a_trial_that_runs_out_of_memory_fails_alone(tmp_path, ray_local):
-    """A fusion layer of 2**40 units asks for 128 TiB at once: the allocation is refused at
-    once (more than any address space), so this is safe on a shared machine. The trial
-    fails with the allocator's message; the other trials and the search go on."""
+def test_failing_trials_fail_alone_and_the_search_goes_on(tmp_path, ray_local):
+    """Three trials that cannot train, forced with enqueued configurations, next to one that
+    can: one runs out of memory (a fusion layer of 2**40 units asks for 128 TiB at once, which
+    the allocator refuses at once, so this is safe on a shared machine), one raises inside
+    its encoder (a CNN too deep for 32 px images), one diverges (lr 1e12 makes the loss NaN).
+    Each ends as failed with its own error line, in Tune's records and in MLflow; the other
+    trial finishes, the search finishes and its best model is logged."""
     doc = yaml.safe_load((SPACES / "image_text.yaml").read_text())
     doc["fusion"] = {"choices": {"mid": {"dim": {"type": "categorical", "choices": [32, 2**40]}}}}
-    doc["encoders"]["image"]["choices"] = {"small_cnn": {"width": 8, "depth": 2}}
+    doc["encoders"]["image"]["choices"] = {"small_cnn": {"width": 8, "depth": {"type": "categorical",
+                                                                               "choices": [2, 12]}}}
     doc["encoders"]["text"]["choices"] = {"embedding_bag": {"dim": 16}}
+    doc["optimizer"]["lr"] = {"type": "categorical", "choices": [1.0e-3, 1.0e12]}
+    doc["train"]["grad_clip"] = 0.0
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(doc, sort_keys=False))
+    ok = {"fusion.mid.dim": 32, "encoder.image.small_cnn.depth": 2, "optimizer.lr": 1.0e-3}
+    cases = {"oom": {**ok, "fusion.mid.dim": 2**40}, "raises": {**ok, "encoder.image.small_cnn.depth": 12},
+             "diverges": {**ok, "optimizer.lr": 1.0e12}}
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    result = run_search(SearchOptions(space=str(space), num_trials=3, max_epochs=1, concurrency=1, seed=1,
-                                      sampler="random", scheduler="fifo", tracking_uri=uri, demo_samples=48,
-                                      home=str(tmp_path / ".autofusion"), quiet=True))
-    huge = [t for t in result.trials if t.config["fusion.mid.dim"] == 2**40]
-    small = [t for t in result.trials if t.config["fusion.mid.dim"] == 32]
-    assert huge and small, [t.config for t in result.trials]
-    for t in huge:
-        assert t.status == "failed" and "can't allocate memory" in (t.error or ""), t.error
-    assert all(t.status == "finished" for t in small)
+    result = run_search(SearchOptions(space=str(space), num_trials=4, max_epochs=2, concurrency=2, seed=1,
+                                      scheduler="fifo", tracking_uri=uri, demo_samples=48, quiet=True,
+                                      home=str(tmp_path / ".autofusion"), enqueue=(ok, *cases.values())))
+    expected = {"oom": "can't allocate memory", "raises": "RuntimeError", "diverges": "loss became nan"}
+    by_kind = {}
+    for t in result.trials:
+        kind = next((k for k, p in cases.items() if all(t.config[n] == v for n, v in p.items())), "ok")
+        by_kind[kind] = t
+    assert set(by_kind) == {"ok", *cases}, [t.config for t in result.trials]
     c = tracking.client(uri)
-    assert c.get_run(result.parent_run_id).info.status == "FINISHED"
-    assert result.best in small and result.model_uri
-    for t in huge:
+    for kind, needle in expected.items():
+        t = by_kind[kind]
+        assert t.status == "failed" and needle in (t.error or ""), (kind, t.error)
         run = c.get_run(t.run_id)
-        assert run.info.status == "FAILED" and "can't allocate memory" in run.data.tags["autofusion.error"]
+        assert run.info.status == "FAILED" and run.data.tags["autofusion.error"] == t.error
+    assert by_kind["ok"].status == "finished" and result.best is by_kind["ok"] and result.model_uri
+    parent = c.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_failed"] == 3

@@ -6,7 +6,6 @@ model takes waveforms and carries its own front end.
 
 from __future__ import annotations
 
-import torch
 import torchaudio
 from torch import Tensor, nn
 
