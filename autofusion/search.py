@@ -375,8 +375,8 @@ def run_search(opts: SearchOptions, *, console: Any = None) -> SearchResult:
     tracking.check_store(uri)  # first: it fails fast, before torch is imported
     probe_address(opts.address)
     space = load_space(opts.task, opts.space)
-    if resume_id is not None:
-        tracking.get_run(uri, resume_id)
+    if resume_id is not None and tracking.get_run(uri, resume_id).info.status == "FINISHED":
+        raise ConfigError(f"--resume {resume_id}: that search already finished; promote it or start a new one")
     source_study = _warm_start_study(home, opts.warm_start) if opts.warm_start else None
     manifest = Path(opts.data) if opts.data else demo_manifest(space.task, home, num_samples=opts.demo_samples)
     base_seed = opts.seed if opts.seed is not None else space.file.search.seed
