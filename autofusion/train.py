@@ -110,9 +110,10 @@ def fit(
             sched.step()
             total += loss.item() * len(y)
             seen += len(y)
-        metrics = {"train_loss": total / max(seen, 1), "epoch_seconds": time.perf_counter() - t0,
-                   "train_samples_per_second": seen / max(time.perf_counter() - t0, 1e-9)}
+        train_seconds = time.perf_counter() - t0
+        metrics = {"train_loss": total / max(seen, 1), "train_samples_per_second": seen / max(train_seconds, 1e-9)}
         metrics.update(evaluate(model, data, val_idx, device, prefix="val", loss_fn=loss_fn))
+        metrics["epoch_seconds"] = time.perf_counter() - t0  # the whole epoch: training and validation
         history.append(metrics)
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics, model)

@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         results += bench_task(task, a.space, Path(a.data) if a.data else None, list(range(a.seeds)),
                               set(a.methods.split(",")), a.epochs, a.trials, a.samples, home)
     print(f"\nquality benchmark: {a.seeds} seed(s), {a.epochs} epochs, {a.trials} trials per search, "
-          f"{time.time() - t0:.0f}s; test metric at the best validation epoch/trial; compute = training seconds")
+          f"{time.time() - t0:.0f}s; test metric at the best validation epoch/trial; "
+          "compute = in-trial seconds (training and validation epochs)")
     print("\n| task | method | test (median) | min-max | compute s |\n|---|---|---|---|---|")
     for r in results:
         print(f"| {r['task']} | {r['method']} | {r['test']:.3f} | {r['range'][0]:.3f}-{r['range'][1]:.3f} | "

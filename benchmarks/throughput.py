@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing as mp
 import resource
 import tempfile
@@ -72,7 +73,8 @@ def bare_throughput(data, flat: dict, epochs: int) -> float:
             loss = F.cross_entropy(model({m: x[b] for m, x in xs.items()}), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            if tc.grad_clip > 0:  # as fit does: with no clipping set, no gradient norms are computed
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
         rates.append(len(y) / (time.perf_counter() - t0))
     return float(np.mean(rates[1:] or rates))
@@ -127,7 +129,9 @@ def decode_once(manifest: Path, task: str, home: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         prepare_data(manifest, space, home=home / "prep")
         out[f"prepare {label}"] = time.perf_counter() - t0
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started = not ray.is_initialized()  # Ray is up before both searches: its start is in neither figure
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
         for label in ("first", "second"):
             res = run_search(SearchOptions(task=task, data=str(manifest), num_trials=1, max_epochs=1,
@@ -135,7 +139,8 @@ def decode_once(manifest: Path, task: str, home: Path) -> dict[str, float]:
                                            quiet=True))
             out[f"search {label}: to first trial"] = res.first_trial_seconds or float("nan")
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     return out
 
 

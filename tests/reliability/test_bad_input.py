@@ -415,3 +415,37 @@ def test_unreachable_ray_address_fails_fast_with_one_line(tmp_path, store):
     assert f"cannot reach the Ray cluster at '{address}'" in lines[0] and "ray start --head" in lines[0], lines[0]
     assert elapsed < 30, f"took {elapsed:.1f}s"
     assert run_count(db) == 0
+
+
+@pytest.mark.parametrize("server", ["http", "silent"])
+def test_an_address_that_is_not_a_ray_head_fails_fast(server, store):
+    """A port that answers but is not Ray (a web server; a listener that never speaks) is
+    named in one line within seconds; ray.init would otherwise wait minutes on it."""
+    import threading
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    uri, db = store
+    if server == "http":
+        class Quiet(SimpleHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # the server's own log would land in the CLI's output
+                pass
+
+        srv = HTTPServer(("127.0.0.1", 0), Quiet)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        port, stop = srv.server_address[1], srv.shutdown
+    else:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port, stop = sock.getsockname()[1], sock.close
+    try:
+        t0 = time.time()
+        res = invoke(uri, ["--address", f"127.0.0.1:{port}"])
+        elapsed = time.time() - t0
+    finally:
+        stop()
+    assert res.exit_code == 2, res.output
+    line = one_error_line(res)
+    assert f"--address '127.0.0.1:{port}'" in line and "not a Ray head node" in line, line
+    assert elapsed < 20, f"took {elapsed:.1f}s"
+    assert run_count(db) == 0

@@ -1,0 +1,82 @@
+"""The benchmarks are scripts, not tests; CI runs each once in its tiny ``--smoke`` mode so
+they cannot rot. Each script's ``main`` runs in this process on the session's Ray (a Ray
+start and the imports per script would cost more than the smoke runs themselves), and its
+table must come out with figures in every row."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NUMBER = re.compile(r"\d+(\.\d+)?")
+RULE = re.compile(r"\|(-{3,}\|)+")
+
+
+@pytest.fixture
+def run_smoke(ray_local, capsys, tmp_path, monkeypatch):
+    """Runs ``benchmarks/<script> --smoke``; returns what it printed. Its scratch folders go
+    under the test's folder, and torch's thread count is put back afterwards."""
+    import tempfile
+
+    import torch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    threads = torch.get_num_threads()
+
+    def run(script: str) -> str:
+        module = importlib.import_module(f"benchmarks.{script[:-3]}")  # importable: a spawned child needs it
+        capsys.readouterr()
+        try:
+            module.main(["--smoke"])
+        finally:
+            torch.set_num_threads(threads)
+        return capsys.readouterr().out
+
+    return run
+
+
+def _tables(out: str) -> list[list[list[str]]]:
+    """Every markdown table the script printed, as rows of cells (header and rule left out)."""
+    tables, current = [], []
+    for line in [*out.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line.strip())
+            continue
+        if len(current) > 2 and RULE.fullmatch(current[1]):  # Ray Tune's own boxes are not ours
+            tables.append([[c.strip() for c in row.strip("|").split("|")] for row in current[2:]])
+        current = []
+    assert tables, out
+    return tables
+
+
+@pytest.mark.slow
+def test_overhead_smoke(run_smoke):
+    (rows,) = _tables(run_smoke("overhead.py"))
+    assert [r[0][:3] for r in rows] == ["(a)", "(b)", "(c)"], rows
+    for r in rows:
+        wall, train, ratio = float(r[2]), float(r[3]), float(r[5].rstrip("x"))
+        assert wall > 0 and train > 0 and ratio > 0, r  # every method really trained
+
+
+@pytest.mark.slow
+def test_throughput_smoke(run_smoke):
+    out = run_smoke("throughput.py")
+    speed, decode = _tables(out)
+    assert len(speed) == 2 and all(float(r[1]) > 0 and float(r[2]) > 0 for r in speed), speed
+    assert [r[0] for r in decode] == ["prepare_data", "search: start to first trial"], decode
+    assert all(NUMBER.fullmatch(c.rstrip("sx")) for r in decode for c in r[1:]), decode
+    assert re.search(r"peak resident memory of a process running one trial: \d+ MB", out), out
+
+
+@pytest.mark.slow
+def test_quality_smoke(run_smoke):
+    (rows,) = _tables(run_smoke("quality.py"))
+    methods = [r[1] for r in rows]
+    for name in ("image only", "text only", "fixed late", "fixed mid", "random search", "autofusion"):
+        assert any(m.startswith(name) for m in methods), methods
+    for r in rows:
+        assert 0.0 <= float(r[2]) <= 1.0, r  # a test accuracy
