@@ -207,6 +207,22 @@ def make_sampler(name: str, seed: int, num_trials: int, multi: bool):
     raise ConfigError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
+def fusion_first_trials(space: Space, num_trials: int, seed: int) -> list[dict[str, Any]]:
+    """The first trials of a new search try each fusion operator once, in a seeded order
+    (up to two thirds of the budget); the sampler fills in every other parameter.
+
+    With a small budget a model-based sampler otherwise settles on whichever fusion its few
+    random start-up trials happened to favour; the fusion point is the choice that matters
+    most, so every option gets one look before the sampler narrows down."""
+    import random
+
+    fusions = list(space.file.fusion.choices) if space.file.fusion is not None else []
+    if len(fusions) < 2:
+        return []
+    random.Random(seed).shuffle(fusions)
+    return [{"fusion.type": f} for f in fusions[: max(1, (2 * num_trials) // 3)]]
+
+
 def make_scheduler(name: str, settings: Settings):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
@@ -468,6 +484,10 @@ def _drive(opts: SearchOptions, space: Space, data: PreparedData, settings: Sett
     state.reconcile_study(study)
     for params in opts.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
+    if (settings.sampler != "random" and not opts.enqueue and source_study is None
+            and not study.get_trials(deepcopy=False)):  # a new search with a model-based sampler
+        for params in fusion_first_trials(space, settings.num_trials, settings.seed):
+            study.enqueue_trial(params)
     if source_study is not None:
         state.warm_start(study, source_study, space)
     writer = tracking.TrackingWriter(uri, exp_id, parent)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import optuna
 import pytest
+import yaml
 
 from autofusion.errors import ConfigError
-from autofusion.search import (SAMPLERS, SCHEDULERS, SearchOptions, make_sampler, make_scheduler, resolve_settings,
-                               trial_seed)
+from autofusion.search import (SAMPLERS, SCHEDULERS, SearchOptions, fusion_first_trials, make_sampler, make_scheduler,
+                               resolve_settings, trial_seed)
 from autofusion.spaces import define_by_run, load_space
 
 SPACE = load_space("image_text")
@@ -79,3 +80,32 @@ def test_trial_seed_depends_on_config_and_seed_only():
     assert trial_seed(a, 0) == trial_seed(dict(reversed(list(a.items()))), 0)
     assert trial_seed(a, 0) != trial_seed(a, 1)
     assert trial_seed(a, 0) != trial_seed({**a, "optimizer.lr": 0.02}, 0)
+
+
+def test_a_new_search_tries_each_fusion_first_and_the_sampler_fills_in_the_rest():
+    fusions = set(SPACE.file.fusion.choices)
+    first = fusion_first_trials(SPACE, 12, 0)
+    assert [set(p) for p in first] == [{"fusion.type"}] * len(fusions)
+    assert {p["fusion.type"] for p in first} == fusions  # each once
+    assert first == fusion_first_trials(SPACE, 12, 0) and first != fusion_first_trials(SPACE, 12, 1)
+    assert len(fusion_first_trials(SPACE, 3, 0)) == 2  # at most two thirds of a small budget
+    # Enqueued partially, the sampler samples everything else (conditional parameters included).
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", 0, 12, False))
+    for p in first:
+        study.enqueue_trial(p)
+    fn = define_by_run(SPACE, 4)
+    for i, p in enumerate(first):
+        t = study.ask()
+        fn(t)
+        study.tell(t, 0.1 * i)
+        assert t.params["fusion.type"] == p["fusion.type"] and "optimizer.lr" in t.params
+        assert ("fusion.attention.heads" in t.params) == (p["fusion.type"] == "attention")
+
+
+def test_a_space_with_one_fusion_gets_no_fusion_first_trials(tmp_path):
+    text = SPACE.raw_text()
+    doc = yaml.safe_load(text)
+    doc["fusion"]["choices"] = {"mid": doc["fusion"]["choices"]["mid"]}
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert fusion_first_trials(load_space(None, str(path)), 12, 0) == []
