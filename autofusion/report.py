@@ -60,17 +60,13 @@ def test_evaluation(model: Any, data: PreparedData) -> tuple[dict[str, float], d
     """The one evaluation on the test split, with outputs kept for the confusion matrix."""
     import torch
 
-    from autofusion.models.losses import build_loss
-    from autofusion.metrics import DEFAULT_LOSS
-    from autofusion.train import predict, score
+    from autofusion.train import output_metrics, predict
 
     idx = data.indices(TEST)
     if len(idx) == 0:
         return {}, {}
     out, y = predict(model, data, idx, torch.device("cpu"))
-    loss = build_loss(DEFAULT_LOSS[data.meta.target], {}, data.meta.target, data.meta.class_counts)
-    metrics = {"test_loss": float(loss(out, y)), **{f"test_{k}": v for k, v in score(out, y, data.meta).items()}}
-    return metrics, {"outputs": out, "targets": y}
+    return output_metrics(out, y, data.meta, prefix="test"), {"outputs": out, "targets": y}
 
 
 def _savefig(fig: Any) -> bytes:
@@ -215,11 +211,12 @@ def summary_table(result: SearchResult, modalities: list[str]) -> Any:
     s = result.settings
     t = Table(title=f"{len(result.trials)} trials · {result.experiment} · chosen on {s.metric}", title_justify="left",
               box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
-    for col in ("#", "status", "fusion", *modalities, s.metric.replace("_", " ", 1), "epochs", "params", "time"):
-        right = col in ("#", s.metric.replace("_", " ", 1), "epochs", "params", "time")
+    metric_col = s.metric.replace("_", " ", 1)
+    for col in ("#", "status", "fusion", *modalities, metric_col, "epochs", "params", "time"):
+        right = col in ("#", metric_col, "epochs", "params", "time")
         # on a narrow terminal, encoder names and the metric's header wrap; nothing else does
         t.add_column(col, justify="right" if right else "left", overflow="fold",
-                     no_wrap=col not in (*modalities, s.metric.replace("_", " ", 1)))
+                     no_wrap=col not in (*modalities, metric_col))
     rank = sorted(result.trials, key=lambda r: (r.best_value is None,
                                                 -(r.best_value or 0) if s.mode == "max" else (r.best_value or 0)))
     for r in rank:

@@ -354,12 +354,12 @@ def _answers_http2(sock: Any) -> bool:
 
 
 def init_ray(address: str | None, verbose: bool) -> bool:
-    """Starts local Ray (or joins ``address``); returns whether this call started it."""
+    """Starts local Ray (or joins ``address``, which ``probe_address`` has checked); returns
+    whether this call started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    probe_address(address)
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.INFO if verbose else logging.ERROR,
                                   log_to_driver=verbose, configure_logging=True)
     try:

@@ -136,12 +136,19 @@ def evaluate(model: FusionModel, data: PreparedData, idx: np.ndarray, device: to
              prefix: str, loss_fn: nn.Module | None = None) -> dict[str, float]:
     """Loss and the target kind's metrics over ``idx``, keys prefixed (``val_accuracy``)."""
     out, y = predict(model, data, idx, device)
-    meta = data.meta
+    res = output_metrics(out, y, data.meta, prefix=prefix, loss_fn=loss_fn)
+    if loss_fn is not None:
+        loss_fn.to(device)
+    return res
+
+
+def output_metrics(out: Tensor, y: Tensor, meta: DataMeta, *, prefix: str,
+                   loss_fn: nn.Module | None = None) -> dict[str, float]:
+    """Loss (the target kind's default loss unless given) and scores of outputs already on
+    the CPU, keys prefixed."""
     if loss_fn is None:
         loss_fn = build_loss(DEFAULT_LOSS[meta.target], {}, meta.target, meta.class_counts)
-    res = {"loss": float(loss_fn.to("cpu")(out, y))}
-    loss_fn.to(device)
-    res.update(score(out, y, meta))
+    res = {"loss": float(loss_fn.to("cpu")(out, y)), **score(out, y, meta)}
     return {f"{prefix}_{k}": v for k, v in res.items()}
 
 
