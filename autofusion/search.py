@@ -207,20 +207,59 @@ def make_sampler(name: str, seed: int, num_trials: int, multi: bool):
     raise ConfigError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
-def fusion_first_trials(space: Space, num_trials: int, seed: int) -> list[dict[str, Any]]:
-    """The first trials of a new search try each fusion operator once, in a seeded order
-    (up to two thirds of the budget); the sampler fills in every other parameter.
+# What a user would write by hand without a search (the quality benchmark's fixed baseline):
+# preferred where the space offers it, else the first choice or the middle of the range.
+HAND_BUILT: dict[str, Any] = {
+    "fusion.type": "mid", "fusion.weights": "fixed", "optimizer.type": "adamw", "optimizer.lr": 3e-3,
+    "optimizer.weight_decay": 1e-4, "lr_schedule.type": "none", "head.hidden": 128, "head.dropout": 0.1,
+    "train.batch_size": 32, "train.augment": "none",
+}
+
+
+def default_trial(space: Space, target: str) -> dict[str, Any]:
+    """The hand-built configuration of ``space``: every parameter at a sensible default."""
+    from autofusion.metrics import DEFAULT_LOSS
+
+    preferred = {**HAND_BUILT, "loss.type": DEFAULT_LOSS[target]}
+    return {name: _default_value(d, preferred.get(name)) for name, d in state.space_distributions(space).items()}
+
+
+def _default_value(d: Any, wanted: Any) -> Any:
+    """``wanted`` when the Optuna distribution ``d`` holds it, else its first choice or middle value."""
+    import math
+
+    import optuna.distributions as od
+
+    if wanted is not None:
+        try:
+            if d._contains(d.to_internal_repr(wanted)):
+                return wanted
+        except (ValueError, TypeError):
+            pass
+    if isinstance(d, od.CategoricalDistribution):
+        return d.choices[0]
+    middle = math.sqrt(d.low * d.high) if d.log and d.low > 0 else (d.low + d.high) / 2
+    if d.step:
+        middle = d.low + round((middle - d.low) / d.step) * d.step
+    return int(round(middle)) if isinstance(d, od.IntDistribution) else float(middle)
+
+
+def first_trials(space: Space, target: str, num_trials: int, seed: int) -> list[dict[str, Any]]:
+    """The first trials of a new search: the hand-built default configuration, then each other
+    fusion operator once in a seeded order (the sampler fills in their other parameters), up to
+    two thirds of the budget.
 
     With a small budget a model-based sampler otherwise settles on whichever fusion its few
-    random start-up trials happened to favour; the fusion point is the choice that matters
-    most, so every option gets one look before the sampler narrows down."""
+    random start-up trials happened to favour, and can end below the model a user would have
+    written by hand; so the search starts from that model, and every fusion point (the choice
+    that matters most) gets one look before the sampler narrows down."""
     import random
 
+    default = default_trial(space, target)
     fusions = list(space.file.fusion.choices) if space.file.fusion is not None else []
-    if len(fusions) < 2:
-        return []
-    random.Random(seed).shuffle(fusions)
-    return [{"fusion.type": f} for f in fusions[: max(1, (2 * num_trials) // 3)]]
+    others = [f for f in fusions if f != default.get("fusion.type", fusions[0] if fusions else None)]
+    random.Random(seed).shuffle(others)
+    return [default, *({"fusion.type": f} for f in others)][: max(1, (2 * num_trials) // 3)]
 
 
 def make_scheduler(name: str, settings: Settings):
@@ -486,7 +525,7 @@ def _drive(opts: SearchOptions, space: Space, data: PreparedData, settings: Sett
         study.enqueue_trial(params, skip_if_exists=True)
     if (settings.sampler != "random" and not opts.enqueue and source_study is None
             and not study.get_trials(deepcopy=False)):  # a new search with a model-based sampler
-        for params in fusion_first_trials(space, settings.num_trials, settings.seed):
+        for params in first_trials(space, data.meta.target, settings.num_trials, settings.seed):
             study.enqueue_trial(params)
     if source_study is not None:
         state.warm_start(study, source_study, space)
@@ -538,16 +577,15 @@ def _run_trials(space: Space, data: PreparedData, settings: Settings, metrics: l
 
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
-    from ray.tune.search.optuna import OptunaSearch
-
     from autofusion.monitor import SearchCallback
+    from autofusion.searcher import ScheduledOptunaSearch
 
     multi = len(metrics) > 1
     modes = [settings.mode, *(EXTRA_OBJECTIVES[o] for o in settings.objectives)]
     callback = SearchCallback(parent, settings, data.meta.modalities)
     callback.records = records
     SearchCallback.attach(parent, writer, view)
-    searcher = OptunaSearch(
+    searcher = ScheduledOptunaSearch(
         space=define_by_run(space, settings.max_epochs), metric=metrics if multi else settings.metric,
         mode=modes if multi else settings.mode,
         sampler=make_sampler(settings.sampler, settings.seed + len(records), settings.num_trials, multi),

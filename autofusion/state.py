@@ -116,13 +116,14 @@ def reconcile_study(study: Any) -> int:
 
 
 def warm_start(study: Any, source: Any, space: Space) -> int:
-    """Copies the finished trials of ``source`` whose parameters fit ``space`` into ``study``."""
+    """Copies the finished trials of ``source`` (and those an early-stopping scheduler pruned,
+    with their per-epoch values) whose parameters fit ``space`` into ``study``."""
     from optuna.distributions import check_distribution_compatibility
     from optuna.trial import TrialState
 
     dists = space_distributions(space)
     copied = 0
-    for t in source.get_trials(deepcopy=True, states=(TrialState.COMPLETE,)):
+    for t in source.get_trials(deepcopy=True, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         ok = True
         for name, d in t.distributions.items():
             new = dists.get(name)
@@ -135,7 +136,9 @@ def warm_start(study: Any, source: Any, space: Space) -> int:
             except (ValueError, TypeError):
                 ok = False
                 break
-        if ok and len(t.values or []) == len(study.directions):
+        fits = (len(t.values or []) == len(study.directions) if t.state == TrialState.COMPLETE
+                else len(study.directions) == 1)
+        if ok and fits:
             study.add_trial(t)
             copied += 1
     return copied

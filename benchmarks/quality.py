@@ -8,7 +8,7 @@ median over seeds, with the training compute each used:
   late (decision level), mid (concatenated features + MLP head, the common default),
   early and attention;
 - random search over the same space with the same trial budget;
-- autofusion's default search (TPE + ASHA).
+- autofusion's default search (TPE + ASHA, starting from the hand-built default).
 
     python benchmarks/quality.py                          # all demo tasks, 3 seeds
     python benchmarks/quality.py --tasks image_text --seeds 1 --methods unimodal,fixed
@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default=None, help="a manifest of your own (with --space or --tasks TASK)")
     ap.add_argument("--space", default=None)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run from this one (to add seeds to a table)")
     ap.add_argument("--methods", default="unimodal,fixed,random,autofusion")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--trials", type=int, default=12)
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     t0 = time.time()
     for task in ([None] if a.space else tasks):
-        results += bench_task(task, a.space, Path(a.data) if a.data else None, list(range(a.seeds)),
+        results += bench_task(task, a.space, Path(a.data) if a.data else None, list(range(a.first_seed, a.first_seed + a.seeds)),
                               set(a.methods.split(",")), a.epochs, a.trials, a.samples, home)
     print(f"\nquality benchmark: {a.seeds} seed(s), {a.epochs} epochs, {a.trials} trials per search, "
           f"{time.time() - t0:.0f}s; test metric at the best validation epoch/trial; "

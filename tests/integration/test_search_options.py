@@ -57,7 +57,7 @@ def test_warm_start_copies_the_finished_trials(tmp_path, ray_local):
                             storage=state.journal_storage(state.state_dir(home, first.parent_run_id)))
     dst = optuna.load_study(study_name=second.parent_run_id,
                             storage=state.journal_storage(state.state_dir(home, second.parent_run_id)))
-    done = [t for t in src.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done = [t for t in src.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(dst.trials) == len(done) + 2
     assert [t.params for t in dst.trials[:len(done)]] == [t.params for t in done]
     assert len(second.trials) == 2  # warm-start trials inform the sampler; they are not MLflow runs

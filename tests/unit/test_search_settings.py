@@ -6,8 +6,9 @@ import optuna
 import pytest
 import yaml
 
+from autofusion import state
 from autofusion.errors import ConfigError
-from autofusion.search import (SAMPLERS, SCHEDULERS, SearchOptions, fusion_first_trials, make_sampler, make_scheduler,
+from autofusion.search import (SAMPLERS, SCHEDULERS, SearchOptions, default_trial, first_trials, make_sampler, make_scheduler,
                                resolve_settings, trial_seed)
 from autofusion.spaces import define_by_run, load_space
 
@@ -82,14 +83,23 @@ def test_trial_seed_depends_on_config_and_seed_only():
     assert trial_seed(a, 0) != trial_seed({**a, "optimizer.lr": 0.02}, 0)
 
 
-def test_a_new_search_tries_each_fusion_first_and_the_sampler_fills_in_the_rest():
+def test_a_new_search_starts_from_the_hand_built_model_then_tries_each_other_fusion():
     fusions = set(SPACE.file.fusion.choices)
-    first = fusion_first_trials(SPACE, 12, 0)
-    assert [set(p) for p in first] == [{"fusion.type"}] * len(fusions)
+    first = first_trials(SPACE, "classification", 12, 0)
+    default = first[0]
+    # The model a user would write by hand: concat + MLP, AdamW 3e-3, cross-entropy, batch 32,
+    # the first encoders, every other parameter in the middle of its range.
+    assert (default["fusion.type"], default["optimizer.type"], default["optimizer.lr"], default["loss.type"],
+            default["train.batch_size"], default["encoder.image"], default["fusion.weights"]) == (
+        "mid", "adamw", 3e-3, "cross_entropy", 32, "small_cnn", "fixed")
+    assert default["encoder.image.small_cnn.width"] == 32 and default["head.dropout"] == 0.1
+    assert default.keys() == set(state.space_distributions(SPACE))
+    assert [set(p) for p in first[1:]] == [{"fusion.type"}] * (len(fusions) - 1)
     assert {p["fusion.type"] for p in first} == fusions  # each once
-    assert first == fusion_first_trials(SPACE, 12, 0) and first != fusion_first_trials(SPACE, 12, 1)
-    assert len(fusion_first_trials(SPACE, 3, 0)) == 2  # at most two thirds of a small budget
-    # Enqueued partially, the sampler samples everything else (conditional parameters included).
+    assert first == first_trials(SPACE, "classification", 12, 0)
+    assert first[1:] != first_trials(SPACE, "classification", 12, 1)[1:]
+    assert len(first_trials(SPACE, "classification", 3, 0)) == 2  # at most two thirds of a small budget
+    # Enqueued, the default is trained as it is; the others get the sampler's picks.
     study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", 0, 12, False))
     for p in first:
         study.enqueue_trial(p)
@@ -100,12 +110,29 @@ def test_a_new_search_tries_each_fusion_first_and_the_sampler_fills_in_the_rest(
         study.tell(t, 0.1 * i)
         assert t.params["fusion.type"] == p["fusion.type"] and "optimizer.lr" in t.params
         assert ("fusion.attention.heads" in t.params) == (p["fusion.type"] == "attention")
+        if i == 0:
+            assert t.params == {k: v for k, v in default.items() if k in t.params}
 
 
-def test_a_space_with_one_fusion_gets_no_fusion_first_trials(tmp_path):
+def test_the_default_falls_back_to_what_the_space_offers(tmp_path):
+    doc = yaml.safe_load(SPACE.raw_text())
+    doc["optimizer"] = {"choices": {"sgd": {"momentum": 0.9}}, "lr": {"type": "float", "low": 0.01, "high": 1.0,
+                                                                       "log": True}}
+    doc["fusion"]["choices"] = {k: doc["fusion"]["choices"][k] for k in ("attention", "late")}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    space = load_space(None, str(tmp_path / "s.yaml"))
+    d = default_trial(space, "classification")
+    assert d["fusion.type"] == "attention" and "optimizer.type" not in d  # one choice: not a parameter
+    assert d["optimizer.lr"] == pytest.approx(0.1)  # 3e-3 is out of range: the geometric middle
+    assert d["fusion.attention.heads"] == 1
+    assert default_trial(load_space("image_text"), "multilabel")["loss.type"] == "cross_entropy"  # no bce offered
+
+
+def test_a_space_with_one_fusion_starts_from_its_default_only(tmp_path):
     text = SPACE.raw_text()
     doc = yaml.safe_load(text)
     doc["fusion"]["choices"] = {"mid": doc["fusion"]["choices"]["mid"]}
     path = tmp_path / "one.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    assert fusion_first_trials(load_space(None, str(path)), 12, 0) == []
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    first = first_trials(load_space(None, str(path)), "classification", 12, 0)
+    assert len(first) == 1 and first[0]["encoder.text"] == "embedding_bag"  # only the hand-built default

@@ -1,0 +1,48 @@
+"""What Optuna is told about trials that ASHA stopped and trials that finished."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from autofusion.searcher import ScheduledOptunaSearch
+from autofusion.spaces import define_by_run, load_space
+
+SPACE = load_space("image_text")
+
+
+def _run(searcher: ScheduledOptunaSearch, trial_id: str, values: list[float], planned: int = 8) -> None:
+    searcher.suggest(trial_id)
+    result: dict = {}
+    for epoch, v in enumerate(values, 1):
+        result = {"val_accuracy": v, "training_iteration": epoch, "planned_epochs": float(planned)}
+        searcher.on_trial_result(trial_id, result)
+    searcher.on_trial_complete(trial_id, result=result)
+
+
+def test_stopped_trials_are_pruned_and_finished_ones_scored_by_their_best_epoch():
+    searcher = ScheduledOptunaSearch(space=define_by_run(SPACE, 8), metric="val_accuracy", mode="max",
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    _run(searcher, "stopped", [0.3, 0.6])  # ASHA stopped it at its 2-epoch rung
+    _run(searcher, "finished", [0.4, 0.9, 0.8, 0.7], planned=4)
+    _run(searcher, "short", [0.5, 0.55], planned=2)  # planned 2 epochs and ran them
+    stopped, finished, short = searcher._ot_study.trials
+    assert stopped.state == TrialState.PRUNED and stopped.intermediate_values == {1: 0.3, 2: 0.6}
+    assert finished.state == TrialState.COMPLETE and finished.value == 0.9  # best epoch, not the last (0.7)
+    assert short.state == TrialState.COMPLETE and short.value == 0.55
+
+
+def test_a_minimised_metric_keeps_its_lowest_epoch():
+    searcher = ScheduledOptunaSearch(space=define_by_run(SPACE, 8), metric="val_accuracy", mode="min",
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    _run(searcher, "t", [0.5, 0.2, 0.4], planned=3)
+    assert searcher._ot_study.trials[0].value == 0.2
+
+
+def test_a_failed_trial_is_told_failed():
+    searcher = ScheduledOptunaSearch(space=define_by_run(SPACE, 8), metric="val_accuracy", mode="max",
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher.suggest("t")
+    searcher.on_trial_result("t", {"val_accuracy": 0.5, "training_iteration": 1, "planned_epochs": 8.0})
+    searcher.on_trial_complete("t", result=None, error=True)
+    assert searcher._ot_study.trials[0].state == TrialState.FAIL
