@@ -139,6 +139,16 @@ def trials_rows(result: SearchResult, modalities: list[str]) -> list[dict[str, A
     return rows
 
 
+def matching_trial(trials: list[TrialRecord], params: dict[str, Any]) -> TrialRecord | None:
+    """The first trial whose every sampled parameter equals ``params`` (which may also hold
+    parameters of choices the trial did not pick)."""
+    for t in trials:
+        shared = [k for k in t.config if k in params]
+        if shared and all(t.config[k] == params[k] for k in shared):
+            return t
+    return None
+
+
 def log_parent_summary(uri: str, result: SearchResult, study: Any, modalities: list[str]) -> None:
     """Best metrics, counts, the trials table and Optuna's plots on the search's parent run."""
     import pandas as pd
@@ -156,6 +166,10 @@ def log_parent_summary(uri: str, result: SearchResult, study: Any, modalities: l
         metrics.update(result.test_metrics)
         tags.update({"autofusion.best_run_id": result.best.run_id or "", "autofusion.best_trial": str(result.best.number),
                      "autofusion.model_uri": result.model_uri or ""})
+    d = result.default_trial
+    if d is not None and d.best_value is not None:
+        metrics[f"default_{result.settings.metric}"] = float(d.best_value)
+        tags["autofusion.default_trial"] = str(d.number)
     from mlflow.entities import Metric, RunTag
 
     ms = [Metric(k, float(v), 0, 0) for k, v in metrics.items()]
@@ -255,6 +269,12 @@ def print_summary(result: SearchResult, modalities: list[str], console: Any) -> 
     test = ", ".join(f"{k}={v:.4f}" for k, v in result.test_metrics.items())
     console.print(f"Best: trial {b.number} ({b.config.get('fusion.type')} fusion), "
                   f"{result.settings.metric}={b.best_value:.4f} at epoch {b.best_epoch}; test: {test}", highlight=False)
+    d = result.default_trial
+    if d is not None and d.best_value is not None:
+        stopped = f", stopped at epoch {len(d.history)}" if d.status == "pruned" else ""
+        gain = "it is the best" if d is b else f"the search's best is {b.best_value - d.best_value:+.4f}"
+        console.print(f"Hand-built default (trial {d.number}, {d.config.get('fusion.type')} fusion{stopped}): "
+                      f"{result.settings.metric}={d.best_value:.4f}; {gain}", highlight=False)
     console.print(f"Model: {result.model_uri} (run {b.run_id}, search {result.parent_run_id}, store {result.tracking_uri})",
                   highlight=False)
     console.print(f"Register it: autofusion promote --search {result.parent_run_id}"

@@ -137,6 +137,7 @@ class SearchResult:
     modalities: list[str] = field(default_factory=list)
     tune_seconds: float = 0.0  # wall time of the trials phase (Tuner.fit)
     first_trial_seconds: float | None = None  # from the command's start to the first trial's start
+    default_trial: TrialRecord | None = None  # the trial that ran the hand-built default configuration
 
 
 def resolve_settings(space: Space, opts: SearchOptions, target: str, cpus_available: float) -> Settings:
@@ -550,7 +551,8 @@ def _drive(opts: SearchOptions, space: Space, data: PreparedData, settings: Sett
                 f"Continue with: autofusion search --resume {parent}", parent)
         tune_seconds = time.time() - t_fit
         result = _finish(records, writer, data, settings, uri, exp_id, experiment, parent, t0,
-                         optuna.load_study(study_name=parent, storage=storage))
+                         optuna.load_study(study_name=parent, storage=storage),
+                         default_trial(space, data.meta.target))
         result.tune_seconds = tune_seconds
         result.first_trial_seconds = view.first_start - t0 if view.first_start else None
         status = "FINISHED"
@@ -655,7 +657,8 @@ def _start_parent(uri: str, exp_id: str, space: Space, data: PreparedData, setti
 
 
 def _finish(records: dict[str, TrialRecord], writer: Any, data: PreparedData, settings: Settings, uri: str,
-            exp_id: str, experiment: str, parent: str, t0: float, study: Any) -> SearchResult:
+            exp_id: str, experiment: str, parent: str, t0: float, study: Any,
+            hand_built: dict[str, Any]) -> SearchResult:
     """Picks the best trial on validation, tests it once, logs its model and the summary."""
     from autofusion import report, tracking
     from autofusion.pyfunc import log_fusion_model
@@ -683,6 +686,7 @@ def _finish(records: dict[str, TrialRecord], writer: Any, data: PreparedData, se
         trials=trials, best=best, test_metrics=test_metrics, model_uri=model_uri, wall_seconds=time.time() - t0,
         data_summary={"rows": data.meta.rows, "skipped": data.meta.skipped, **data.meta.split_counts},
         pareto=pareto, tracking_errors=list(writer.errors), modalities=list(data.meta.modalities),
+        default_trial=report.matching_trial(trials, hand_built),
     )
     report.log_parent_summary(uri, result, study, data.meta.modalities)
     return result

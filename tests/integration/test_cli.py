@@ -32,6 +32,7 @@ def test_installed_entry_point_search_promote_predict(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Best: trial 1" in run.stdout and "autofusion promote --search" in run.stdout
+    assert "Hand-built default (trial 1, mid fusion): val_accuracy=" in run.stdout and "it is the best" in run.stdout
     assert "Traceback" not in run.stderr
     res = CliRunner().invoke(cli, ["promote", "--task", "image_text", "--tracking-uri", uri])
     assert res.exit_code == 0, res.output

@@ -51,6 +51,11 @@ def test_parent_and_child_runs(searched):
     best = [ch for ch in children if ch.info.run_id == result.best.run_id][0]
     assert "test_accuracy" in best.data.metrics  # the test split is evaluated once, on the best trial only
     assert sum("test_accuracy" in ch.data.metrics for ch in children) == 1
+    d = result.default_trial  # the search starts from the hand-built model (Optuna's first trial)
+    assert d is not None and d in result.trials
+    assert (d.config["fusion.type"], d.config["optimizer.type"], d.config["optimizer.lr"]) == ("mid", "adamw", 3e-3)
+    assert parent.data.tags["autofusion.default_trial"] == str(d.number)
+    assert parent.data.metrics["default_val_accuracy"] == pytest.approx(d.best_value)
     artifacts = {a.path for a in c.list_artifacts(result.parent_run_id)}
     assert {"space.yaml", "trials.csv"} <= artifacts
 

@@ -33,9 +33,16 @@ def _signature(result):
     return [(t.config, [round(h["val_loss"], 5) for h in t.history]) for t in result.trials]
 
 
-def test_same_seed_same_trials_and_metrics(tmp_path, ray_local):
-    a = run_search(_opts(tmp_path, seed=7, experiment="a"))
-    b = run_search(_opts(tmp_path, seed=7, experiment="b"))
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory, ray_local):
+    """One search with seed 7, shared: run again for reproducibility, and warm-started from."""
+    root = tmp_path_factory.mktemp("options")
+    return run_search(_opts(root, seed=7, experiment="a")), root
+
+
+def test_same_seed_same_trials_and_metrics(seeded):
+    a, root = seeded
+    b = run_search(_opts(root, seed=7, experiment="b"))
     assert _signature(a) == _signature(b)  # another seed giving other trials: test_search_settings
 
 
@@ -49,10 +56,10 @@ def test_multi_objective_search_reports_a_pareto_front(tmp_path, ray_local):
     assert "pareto_front.json" in arts
 
 
-def test_warm_start_copies_the_finished_trials(tmp_path, ray_local):
-    first = run_search(_opts(tmp_path, experiment="first"))
-    second = run_search(_opts(tmp_path, experiment="second", warm_start=first.parent_run_id, seed=1))
-    home = tmp_path / ".autofusion"
+def test_warm_start_copies_the_finished_trials(seeded):
+    first, root = seeded
+    second = run_search(_opts(root, experiment="second", warm_start=first.parent_run_id, seed=1))
+    home = root / ".autofusion"
     src = optuna.load_study(study_name=first.parent_run_id,
                             storage=state.journal_storage(state.state_dir(home, first.parent_run_id)))
     dst = optuna.load_study(study_name=second.parent_run_id,

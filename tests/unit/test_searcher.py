@@ -46,3 +46,19 @@ def test_a_failed_trial_is_told_failed():
     searcher.on_trial_result("t", {"val_accuracy": 0.5, "training_iteration": 1, "planned_epochs": 8.0})
     searcher.on_trial_complete("t", result=None, error=True)
     assert searcher._ot_study.trials[0].state == TrialState.FAIL
+
+
+def test_the_trial_that_ran_the_hand_built_default_is_found():
+    from autofusion.report import matching_trial
+    from autofusion.search import TrialRecord, default_trial
+
+    default = default_trial(SPACE, "classification")
+    sampled = {k: v for k, v in default.items() if not k.startswith("fusion.")} | {"fusion.type": "attention",
+                                                                                 "fusion.attention.heads": 2}
+    same = {k: v for k, v in default.items() if k.split(".")[0] not in ("encoder", "fusion", "loss", "optimizer")
+            or k in ("encoder.image", "encoder.text", "fusion.type", "loss.type", "optimizer.type", "optimizer.lr",
+                     "optimizer.weight_decay", "encoder.image.small_cnn.width", "encoder.text.embedding_bag.dim")}
+    trials = [TrialRecord("a", 1, sampled), TrialRecord("b", 2, {**same, "train.epochs": 8}),
+              TrialRecord("c", 3, {**same, "optimizer.lr": 0.004})]
+    assert matching_trial(trials, default).number == 2  # constants (train.epochs) are not in the space's params
+    assert matching_trial(trials[:1], default) is None
