@@ -242,7 +242,7 @@ def _default_value(d: Any, wanted: Any) -> Any:
     middle = math.sqrt(d.low * d.high) if d.log and d.low > 0 else (d.low + d.high) / 2
     if d.step:
         middle = d.low + round((middle - d.low) / d.step) * d.step
-    return int(round(middle)) if isinstance(d, od.IntDistribution) else float(middle)
+    return round(middle) if isinstance(d, od.IntDistribution) else float(middle)
 
 
 def first_trials(space: Space, target: str, num_trials: int, seed: int) -> list[dict[str, Any]]:
@@ -579,6 +579,7 @@ def _run_trials(space: Space, data: PreparedData, settings: Settings, metrics: l
 
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
+
     from autofusion.monitor import SearchCallback
     from autofusion.searcher import ScheduledOptunaSearch
 
