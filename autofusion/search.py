@@ -239,7 +239,7 @@ def _default_value(d: Any, wanted: Any) -> Any:
             pass
     if isinstance(d, od.CategoricalDistribution):
         return d.choices[0]
-    middle = math.sqrt(d.low * d.high) if d.log and d.low > 0 else (d.low + d.high) / 2
+    middle = math.sqrt(d.low * d.high) if d.log else (d.low + d.high) / 2  # Optuna: log needs low > 0
     if d.step:
         middle = d.low + round((middle - d.low) / d.step) * d.step
     return round(middle) if isinstance(d, od.IntDistribution) else float(middle)

@@ -45,10 +45,11 @@ def restrict(data: PreparedData, modalities: list[str]) -> PreparedData:
 
 
 def fixed_config(space, modalities: list[str], encoders: dict[str, str], fusion: str, epochs: int) -> dict:
-    """A hand-built configuration: the common defaults a user would write without a search."""
-    flat = {"fusion.type": fusion, "fusion.weights": "fixed", "head.hidden": 128, "head.dropout": 0.1,
-            "loss.type": _default_loss(space), "optimizer.type": "adamw", "optimizer.lr": 3e-3,
-            "optimizer.weight_decay": 1e-4, "train.batch_size": 32, "train.epochs": epochs}
+    """A hand-built configuration: the common defaults a user would write without a search (the
+    ones the search's first trial uses)."""
+    from autofusion.search import HAND_BUILT
+
+    flat = {**HAND_BUILT, "fusion.type": fusion, "loss.type": _default_loss(space), "train.epochs": epochs}
     for m in modalities:
         flat[f"encoder.{m}"] = encoders[m]
         for k, v in space.file.encoders[m].choices[encoders[m]].items():
