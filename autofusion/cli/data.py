@@ -1,0 +1,40 @@
+"""autofusion data demo|inspect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from autofusion.cli.base import Group, _console
+
+
+@click.group(cls=Group)
+def data() -> None:
+    """Inspect manifests and write demo datasets."""
+
+
+@data.command("demo")
+@click.argument("task")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--num-samples", type=click.IntRange(min=12), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_demo(task: str, out: str, num_samples: int | None, seed: int) -> None:
+    """Write TASK's demo dataset (a manifest and its files) to OUT."""
+    from autofusion.data.demo import write_demo
+
+    path = write_demo(task, Path(out), num_samples=num_samples, seed=seed)
+    click.echo(f"wrote {path}")
+
+
+@data.command("inspect")
+@click.argument("manifest", type=click.Path())
+@click.option("--task", default=None)
+@click.option("--space", default=None, type=click.Path(dir_okay=False))
+@click.option("--columns", default=None, metavar="ROLE=COL,...")
+@click.option("--seed", type=int, default=0)
+def data_inspect(manifest: str, task: str | None, space: str | None, columns: str | None, seed: int) -> None:
+    """Rows, classes, modalities per row, bad rows and the split of a manifest."""
+    from autofusion.data.inspect import inspect_manifest
+
+    inspect_manifest(manifest, task=task, space=space, columns=columns, seed=seed, console=_console())

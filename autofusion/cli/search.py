@@ -1,0 +1,75 @@
+"""autofusion search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from autofusion.cli.base import (
+    SAMPLERS,
+    SCHEDULERS,
+    _console,
+    _parse_objectives,
+    _tracking_option,
+)
+
+
+@click.command()
+@click.option("--task", default=None, help="Task whose built-in space file to use (image_text, ...).")
+@click.option("--space", "space", default=None, type=click.Path(dir_okay=False), help="Your own space file.")
+@click.option("--data", default=None, type=click.Path(), help="Manifest (CSV/JSONL/Parquet); default: the demo data.")
+@click.option("--columns", default=None, metavar="ROLE=COL,...", help="Column roles, e.g. image=poster,text=plot.")
+@click.option("--on-bad-rows", type=click.Choice(["error", "skip"]), default=None, help="What to do with bad rows.")
+@click.option("--num-trials", type=click.IntRange(min=1), default=None, help="Trials to run.")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=None, help="Epochs per trial at most.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Trials at once (default: CPUs / cpus-per-trial).")
+@click.option("--seed", type=int, default=None, help="Seed for the split, the sampler and the trials.")
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=None, help="Optuna sampler.")
+@click.option("--scheduler", type=click.Choice(SCHEDULERS), default=None, help="Early-stopping scheduler.")
+@click.option("--metric", default=None, help="Validation metric to optimise (val_accuracy, val_f1_macro, ...).")
+@click.option("--mode", type=click.Choice(["min", "max"]), default=None)
+@click.option("--objective", "objectives", default=None, metavar="num_params,latency_ms",
+              help="Extra objectives for a multi-objective search (Pareto front).")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds at most.")
+@click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=None, help="Fractions share a GPU, e.g. 0.25.")
+@click.option("--address", default=None, help="Ray cluster address (ray start --head); default: local Ray.")
+@_tracking_option
+@click.option("--experiment", default=None, help="MLflow experiment (default: the task name).")
+@click.option("--resume", default=None, metavar="SEARCH_RUN_ID", help="Continue an interrupted search.")
+@click.option("--warm-start", default=None, metavar="SEARCH_RUN_ID",
+              help="Seed the sampler with a previous search's finished trials.")
+@click.option("--demo-samples", type=click.IntRange(min=12), default=None, hidden=True,
+              help="Size of the demo dataset (tests use a tiny one).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@click.option("--verbose", "-v", is_flag=True, help="Show Ray's logs and tracebacks.")
+@click.pass_context
+def search(ctx: click.Context, **kw: Any) -> None:
+    """Sample fusion architectures, train each as a trial, log everything to MLflow."""
+    from autofusion.data.manifest import parse_columns_flag
+    from autofusion.search import SearchOptions, run_search
+
+    if kw["verbose"]:
+        ctx.obj["verbose"] = True
+    if kw["task"] is None and kw["space"] is None:
+        kw["task"] = "image_text"
+    opts = SearchOptions(
+        task=kw["task"], space=kw["space"], data=kw["data"], columns=parse_columns_flag(kw["columns"]),
+        on_bad_rows=kw["on_bad_rows"], num_trials=kw["num_trials"], max_epochs=kw["max_epochs"],
+        concurrency=kw["concurrency"], seed=kw["seed"], sampler=kw["sampler"], scheduler=kw["scheduler"],
+        metric=kw["metric"], mode=kw["mode"], objectives=_parse_objectives(kw["objectives"]),
+        time_budget=kw["time_budget"], cpus_per_trial=kw["cpus_per_trial"], gpus_per_trial=kw["gpus_per_trial"],
+        address=kw["address"], tracking_uri=kw["tracking_uri"], experiment=kw["experiment"],
+        resume=kw["resume"], warm_start=kw["warm_start"], demo_samples=kw["demo_samples"], quiet=kw["quiet"], verbose=bool(ctx.obj.get("verbose")),
+    )
+    from autofusion.search import SearchInterrupted
+
+    try:
+        result = run_search(opts)
+    except SearchInterrupted as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(130)
+    from autofusion.report import print_summary
+
+    print_summary(result, result.modalities, _console())
