@@ -7,13 +7,13 @@ Schedules step once per batch; each is a multiplier of the base learning rate bu
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Annotated, Callable, Iterable
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from autofusion.registry import Registry
+from autofusion.components import Ge, Le, NonNegative, Rate, Registry
 
 OptimizerFactory = Callable[..., Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
@@ -21,26 +21,26 @@ SCHEDULES: Registry[Callable[..., Callable[[int], float]]] = Registry("lr_schedu
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(params: Iterable, lr: float, weight_decay: float, *, momentum: float = 0.9, nesterov: bool = True) -> Optimizer:
+def sgd(params: Iterable, lr: float, weight_decay: float, *, momentum: Rate = 0.9, nesterov: bool = True) -> Optimizer:
     """SGD with momentum (Nesterov by default)."""
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum,
                            nesterov=bool(nesterov) and momentum > 0)
 
 
 @OPTIMIZERS.register("adam")
-def adam(params: Iterable, lr: float, weight_decay: float, *, beta1: float = 0.9, beta2: float = 0.999) -> Optimizer:
+def adam(params: Iterable, lr: float, weight_decay: float, *, beta1: Rate = 0.9, beta2: Rate = 0.999) -> Optimizer:
     """Adam (L2 weight decay added to the gradient)."""
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=(beta1, beta2))
 
 
 @OPTIMIZERS.register("adamw")
-def adamw(params: Iterable, lr: float, weight_decay: float, *, beta1: float = 0.9, beta2: float = 0.999) -> Optimizer:
+def adamw(params: Iterable, lr: float, weight_decay: float, *, beta1: Rate = 0.9, beta2: Rate = 0.999) -> Optimizer:
     """AdamW (decoupled weight decay)."""
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(beta1, beta2))
 
 
 @OPTIMIZERS.register("rmsprop")
-def rmsprop(params: Iterable, lr: float, weight_decay: float, *, momentum: float = 0.0, alpha: float = 0.99) -> Optimizer:
+def rmsprop(params: Iterable, lr: float, weight_decay: float, *, momentum: Rate = 0.0, alpha: Rate = 0.99) -> Optimizer:
     """RMSprop."""
     return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, momentum=momentum, alpha=alpha)
 
@@ -52,13 +52,13 @@ def constant(total_steps: int) -> Callable[[int], float]:
 
 
 @SCHEDULES.register("cosine")
-def cosine(total_steps: int, *, min_factor: float = 0.01) -> Callable[[int], float]:
+def cosine(total_steps: int, *, min_factor: Annotated[float, Ge(0), Le(1)] = 0.01) -> Callable[[int], float]:
     """Cosine decay to ``min_factor`` of the base rate."""
     return lambda step: min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
 
 
 @SCHEDULES.register("step")
-def step_decay(total_steps: int, *, gamma: float = 0.1, every_fraction: float = 0.33) -> Callable[[int], float]:
+def step_decay(total_steps: int, *, gamma: NonNegative = 0.1, every_fraction: float = 0.33) -> Callable[[int], float]:
     """Multiplies the rate by ``gamma`` every ``every_fraction`` of training."""
     every = max(1, int(total_steps * every_fraction))
     return lambda step: gamma ** (step // every)

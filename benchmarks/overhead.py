@@ -51,7 +51,7 @@ def train_once(flat: dict, data, seed: int = 0) -> float:
 
     from autofusion.models.build import build_model
     from autofusion.spaces import TrialConfig
-    from autofusion.train import fit
+    from autofusion.train.loop import fit
 
     torch.manual_seed(seed)
     tc = TrialConfig.from_flat(flat, data.meta.modalities)
@@ -103,7 +103,8 @@ def ray_defaults(configs: list[tuple[dict, dict]], data, concurrency: int, stora
 def via_autofusion(configs: list[tuple[dict, dict]], task: str, manifest: Path, concurrency: int, epochs: int,
                    home: Path, uri: str) -> tuple[float, float, float]:
     """(c) ``autofusion search`` on the same configurations (enqueued), FIFO scheduling."""
-    from autofusion.search import SearchOptions, run_search
+    from autofusion.search.driver import run_search
+    from autofusion.search.records import SearchOptions
 
     res = run_search(SearchOptions(
         task=task, data=str(manifest), num_trials=len(configs), max_epochs=epochs, concurrency=concurrency,
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     from autofusion import quiet_libraries
     from autofusion.data.demo import demo_manifest
     from autofusion.data.prepare import prepare_data
+    from autofusion.features import build_features
     from autofusion.spaces import load_space
 
     quiet_libraries()
@@ -139,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     space = load_space(a.task)
     manifest = demo_manifest(space.task, tmp, num_samples=a.samples)
     data = prepare_data(manifest, space, home=tmp)
+    build_features(data, space, home=tmp)  # TF-IDF, pixel statistics: fitted on the training rows
     configs = sample_configs(space, a.trials, a.epochs, a.seed)
     started = not ray.is_initialized()  # a Ray started by the caller (the smoke test's) is used as it is
     if started:

@@ -27,10 +27,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-
 from autofusion import quiet_libraries
 from autofusion.data.demo import TASKS, demo_manifest
 from autofusion.data.prepare import PreparedData, prepare_data
+from autofusion.features import build_features
 from autofusion.spaces import TrialConfig, load_space
 
 FIXED_FUSIONS = ("late", "mid", "early", "attention")
@@ -38,16 +38,21 @@ FIXED_FUSIONS = ("late", "mid", "early", "attention")
 
 def restrict(data: PreparedData, modalities: list[str]) -> PreparedData:
     """The same rows and split with only ``modalities`` (a unimodal baseline's view)."""
-    meta = replace(data.meta, modalities=list(modalities),
+    keep = [d for d in data.meta.inputs if d["modality"] in modalities]
+    names = {d["name"] for d in keep}
+    meta = replace(data.meta, modalities=list(modalities), inputs=keep,
                    infos={m: data.meta.infos[m] for m in modalities}, prep={m: data.meta.prep[m] for m in modalities})
-    return PreparedData({m: data.arrays[m] for m in modalities}, {m: data.present[m] for m in modalities},
-                        data.targets, data.split, data.row_ids, meta)
+    return PreparedData({n: data.arrays[n] for n in names}, {n: data.present[n] for n in names},
+                        data.targets, data.split, data.row_ids, meta,
+                        raw={n: data.raw[n] for n in names if n in data.raw},
+                        features={k: v for k, v in data.features.items() if k.split("|")[0] in names},
+                        extractors=data.extractors)
 
 
 def fixed_config(space, modalities: list[str], encoders: dict[str, str], fusion: str, epochs: int) -> dict:
     """A hand-built configuration: the common defaults a user would write without a search (the
     ones the search's first trial uses)."""
-    from autofusion.search import HAND_BUILT
+    from autofusion.search.handbuilt import HAND_BUILT
 
     flat = {**HAND_BUILT, "fusion.type": fusion, "loss.type": _default_loss(space), "train.epochs": epochs}
     for m in modalities:
@@ -69,7 +74,7 @@ def train_fixed(data: PreparedData, flat: dict, seed: int, metric: str) -> tuple
     import torch
 
     from autofusion.models.build import build_model
-    from autofusion.train import evaluate, fit
+    from autofusion.train.loop import evaluate, fit
 
     torch.manual_seed(seed)
     tc = TrialConfig.from_flat(flat, data.meta.modalities)
@@ -90,7 +95,8 @@ def train_fixed(data: PreparedData, flat: dict, seed: int, metric: str) -> tuple
 
 def run_search_method(task: str | None, space_path: str | None, manifest: Path, seed: int, sampler: str,
                       trials: int, epochs: int, home: Path) -> tuple[float, float, float]:
-    from autofusion.search import SearchOptions, run_search
+    from autofusion.search.driver import run_search
+    from autofusion.search.records import SearchOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         opts = SearchOptions(task=task, space=space_path, data=str(manifest), num_trials=trials, max_epochs=epochs,
@@ -110,6 +116,7 @@ def bench_task(task: str | None, space_path: str | None, manifest: Path | None, 
     rows: dict[str, list[tuple[float, float, float]]] = {}
     for seed in seeds:
         data = prepare_data(manifest, space, seed=seed, home=home)
+        build_features(data, space, home=home)  # TF-IDF, pixel statistics: fitted on the training rows
         metric = "val_accuracy" if data.meta.target == "classification" else (
             "val_f1_macro" if data.meta.target == "multilabel" else "val_r2")
         first = {m: next(iter(space.file.encoders[m].choices)) for m in mods}

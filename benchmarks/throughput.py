@@ -38,7 +38,7 @@ def fit_throughput(data, flat: dict, epochs: int) -> float:
 
     from autofusion.models.build import build_model
     from autofusion.spaces import TrialConfig
-    from autofusion.train import fit
+    from autofusion.train.loop import fit
 
     torch.manual_seed(0)
     tc = TrialConfig.from_flat({**flat, "train.epochs": epochs}, data.meta.modalities)
@@ -120,7 +120,8 @@ def decode_once(manifest: Path, task: str, home: Path) -> dict[str, float]:
     import ray
 
     from autofusion.data.prepare import prepare_data
-    from autofusion.search import SearchOptions, run_search
+    from autofusion.search.driver import run_search
+    from autofusion.search.records import SearchOptions
     from autofusion.spaces import load_space
 
     space = load_space(task)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from autofusion.data.info import ModalityInfo
 from autofusion.data.prepare import DataMeta, PreparedData
-from autofusion.spaces.schema import PREP_MODELS
+from autofusion.modalities import MODALITIES, ModalityInfo
 
 SHAPES = {"image": 32, "text": 12, "audio": (8000, 0.5), "video": (4, 32)}
 
@@ -17,7 +17,7 @@ def fake_data(modalities: list[str], n: int = 24, classes: int = 3, target: str 
     rng = np.random.default_rng(seed)
     arrays, infos, prep = {}, {}, {}
     for m in modalities:
-        p = PREP_MODELS[m]().model_dump()
+        p = MODALITIES.get(m).defaults(MODALITIES.get(m).Prep().model_dump())
         if m == "image":
             p["size"] = 32
             arrays[m] = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
@@ -50,12 +50,41 @@ def fake_data(modalities: list[str], n: int = 24, classes: int = 3, target: str 
     split[3 * n // 4:] = 2
     meta = DataMeta(
         task="+".join(modalities), modalities=list(modalities), target=target, classes=names, infos=infos,
-        prep=prep, vocab={"tokens": ["<pad>", "<unk>", *[f"w{i}" for i in range(28)]], "lowercase": True},
-        fingerprint="fake", manifest="fake.csv", columns={m: m for m in modalities}, rows=n, skipped=0,
+        prep=prep, states={"text": {"vocab": {"tokens": ["<pad>", "<unk>", *[f"w{i}" for i in range(28)]],
+                                             "lowercase": True}}} if "text" in modalities else {},
+        fingerprint="fake", manifest="fake.csv", columns={m: [m] for m in modalities}, rows=n, skipped=0,
         class_counts=np.bincount(targets[split == 0], minlength=classes).tolist() if target == "classification" else [],
     )
     present = {m: np.ones(n, dtype=bool) for m in modalities}
-    return PreparedData(arrays, present, targets, split, np.arange(1, n + 1), meta)
+    raw = {}
+    if "text" in modalities:
+        words = meta.states["text"]["vocab"]["tokens"]
+        raw["text"] = pd.Series([" ".join(words[t] for t in r if t > 1) for r in arrays["text"]], dtype=object)
+    if "image" in modalities:  # file bytes, as a served request sends them: for feature extractors
+        raw["image"] = pd.Series([_png(a) for a in arrays["image"]], dtype=object)
+    if "audio" in modalities:
+        raw["audio"] = pd.Series([_wav(a, 8000) for a in arrays["audio"]], dtype=object)
+    return PreparedData(arrays, present, targets, split, np.arange(1, n + 1), meta, raw=raw)
+
+
+def _png(chw: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(chw.transpose(1, 2, 0))).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _wav(wave: np.ndarray, rate: int) -> bytes:
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(wave, -1, 1), rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
 
 
 def flat_config(modalities: list[str], encoders: dict[str, str], fusion: str, **over) -> dict:

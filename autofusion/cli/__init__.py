@@ -10,9 +10,11 @@ import click
 
 from autofusion.cli.base import Group
 from autofusion.cli.data import data
+from autofusion.cli.doctor import doctor
 from autofusion.cli.models import models, predict, promote, trials, ui, ui_command
 from autofusion.cli.search import search
 from autofusion.cli.spaces import spaces
+from autofusion.cli.weights import weights
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,7 +27,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["verbose"] = verbose
 
 
-for _command in (search, promote, ui, spaces, data, trials, models, predict):
+for _command in (search, promote, ui, spaces, data, trials, models, predict, doctor, weights):
     cli.add_command(_command)
 
 

@@ -10,9 +10,6 @@ import click
 
 from autofusion.errors import AutofusionError
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
-SCHEDULERS = ("asha", "hyperband", "median", "fifo")
-
 
 def _console(stderr: bool = False):
     from rich.console import Console

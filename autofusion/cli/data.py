@@ -7,6 +7,10 @@ from pathlib import Path
 import click
 
 from autofusion.cli.base import Group, _console
+from autofusion.lazy import LazyImport
+
+demo = LazyImport("autofusion.data.demo")
+inspection = LazyImport("autofusion.data.inspect")
 
 
 @click.group(cls=Group)
@@ -21,9 +25,7 @@ def data() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def data_demo(task: str, out: str, num_samples: int | None, seed: int) -> None:
     """Write TASK's demo dataset (a manifest and its files) to OUT."""
-    from autofusion.data.demo import write_demo
-
-    path = write_demo(task, Path(out), num_samples=num_samples, seed=seed)
+    path = demo.write_demo(task, Path(out), num_samples=num_samples, seed=seed)
     click.echo(f"wrote {path}")
 
 
@@ -35,6 +37,4 @@ def data_demo(task: str, out: str, num_samples: int | None, seed: int) -> None:
 @click.option("--seed", type=int, default=0)
 def data_inspect(manifest: str, task: str | None, space: str | None, columns: str | None, seed: int) -> None:
     """Rows, classes, modalities per row, bad rows and the split of a manifest."""
-    from autofusion.data.inspect import inspect_manifest
-
-    inspect_manifest(manifest, task=task, space=space, columns=columns, seed=seed, console=_console())
+    inspection.inspect_manifest(manifest, task=task, space=space, columns=columns, seed=seed, console=_console())

@@ -5,8 +5,15 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.table import Table
 
+from autofusion import modelregistry, tracking
 from autofusion.cli.base import _console, _tracking_option
+from autofusion.cli.tables import trials_table
+from autofusion.lazy import LazyImport
+from autofusion.search.runs import read_trials
+
+prediction = LazyImport("autofusion.serving.predict")  # pandas: only for `autofusion predict`
 
 
 @click.command()
@@ -21,14 +28,11 @@ from autofusion.cli.base import _console, _tracking_option
 def promote(task: str | None, search_run: str | None, experiment: str | None, tracking_uri: str | None,
             name: str | None, alias: str, metric: str | None, force: bool) -> None:
     """Register a search's best model and point an alias (champion) at it if it wins."""
-    from autofusion import tracking
-    from autofusion.registry_ops import promote as do_promote
-
     if not task and not search_run and not experiment:
         task = "image_text"
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_store(uri)
-    p = do_promote(uri, task=task, search=search_run, name=name, alias=alias, metric=metric, force=force,
+    p = modelregistry.promote(uri, task=task, search=search_run, name=name, alias=alias, metric=metric, force=force,
                    experiment=experiment)
     click.echo(f"registered {p.name} version {p.version} ({p.metric}={p.value:.4f})")
     if p.moved:
@@ -46,8 +50,6 @@ def promote(task: str | None, search_run: str | None, experiment: str | None, tr
 def ui(tracking_uri: str | None, host: str, port: int, task: str | None) -> None:
     """Start the MLflow UI on the store (bound to 127.0.0.1 unless told)."""
     import subprocess
-
-    from autofusion import tracking
 
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_store(uri)
@@ -75,30 +77,21 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
 def trials(task: str | None, search_run: str | None, experiment: str | None, tracking_uri: str | None,
            sort_by: str | None) -> None:
     """The trials of a search as a table."""
-    from autofusion import tracking
-    from autofusion.registry_ops import find_search
-    from autofusion.views import trials_table
-
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_store(uri)
     if not task and not search_run and not experiment:
         task = "image_text"
-    parent = find_search(uri, task=task, search=search_run, experiment=experiment)
-    _console().print(trials_table(uri, parent, sort_by))
+    parent = modelregistry.find_search(uri, task=task, search=search_run, experiment=experiment)
+    _console().print(trials_table(parent, read_trials(uri, parent), sort_by))
 
 
 @click.command()
 @_tracking_option
 def models(tracking_uri: str | None) -> None:
     """Registered models, their versions, aliases and metrics."""
-    from rich.table import Table
-
-    from autofusion import tracking
-    from autofusion.registry_ops import list_models
-
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_store(uri)
-    rows = list_models(uri)
+    rows = modelregistry.list_models(uri)
     t = Table(title=f"registered models in {uri}", title_justify="left")
     for col in ("name", "version", "aliases", "metric", "value", "search", "run"):
         t.add_column(col)
@@ -115,9 +108,6 @@ def models(tracking_uri: str | None) -> None:
 @_tracking_option
 def predict(model_uri: str, manifest: str, output: str, columns: str | None, tracking_uri: str | None) -> None:
     """Predict a manifest's rows with a logged or registered model."""
-    from autofusion import tracking
-    from autofusion.serving import predict_manifest
-
     uri = tracking.resolve_tracking_uri(tracking_uri)
-    n = predict_manifest(uri, model_uri, manifest, output, columns)
+    n = prediction.predict_manifest(uri, model_uri, manifest, output, columns)
     click.echo(f"wrote {n} predictions to {output}")

@@ -6,13 +6,20 @@ from typing import Any
 
 import click
 
-from autofusion.cli.base import (
+from autofusion import tracking
+from autofusion.cli.base import _console, _parse_objectives, _tracking_option
+from autofusion.cli.tables import print_summary
+from autofusion.lazy import LazyImport
+from autofusion.search.records import (
     SAMPLERS,
     SCHEDULERS,
-    _console,
-    _parse_objectives,
-    _tracking_option,
+    SearchInterrupted,
+    SearchOptions,
 )
+
+driver = LazyImport("autofusion.search.driver")
+manifest = LazyImport("autofusion.data.manifest")
+auto = LazyImport("autofusion.spaces.auto")
 
 
 @click.command()
@@ -34,9 +41,13 @@ from autofusion.cli.base import (
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds at most.")
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=None, help="Fractions share a GPU, e.g. 0.25.")
+@click.option("--memory-per-trial", type=click.FloatRange(min=0, min_open=True), default=None, metavar="GIB",
+              help="Memory each trial reserves, in GiB (Ray's memory resource); default: none reserved.")
 @click.option("--address", default=None, help="Ray cluster address (ray start --head); default: local Ray.")
 @_tracking_option
 @click.option("--experiment", default=None, help="MLflow experiment (default: the task name).")
+@click.option("--name", default=None, help="Task name of the space assembled from --data alone (names the "
+              "experiment and the registered model; default: from the manifest's file or folder name).")
 @click.option("--resume", default=None, metavar="SEARCH_RUN_ID", help="Continue an interrupted search.")
 @click.option("--warm-start", default=None, metavar="SEARCH_RUN_ID",
               help="Seed the sampler with a previous search's finished trials.")
@@ -47,29 +58,31 @@ from autofusion.cli.base import (
 @click.pass_context
 def search(ctx: click.Context, **kw: Any) -> None:
     """Sample fusion architectures, train each as a trial, log everything to MLflow."""
-    from autofusion.data.manifest import parse_columns_flag
-    from autofusion.search import SearchOptions, run_search
-
     if kw["verbose"]:
         ctx.obj["verbose"] = True
-    if kw["task"] is None and kw["space"] is None:
+    if not kw["resume"]:  # a resumed search checks the store it was started with
+        tracking.check_store(tracking.resolve_tracking_uri(kw["tracking_uri"]))  # fails fast, before torch loads
+    columns = manifest.parse_columns_flag(kw["columns"])
+    if kw["name"] is not None and (kw["task"] or kw["space"] or not kw["data"]):
+        raise click.UsageError("--name names the space assembled from --data alone; with --task or --space "
+                               "use --experiment (and promote --name)")
+    if kw["task"] is None and kw["space"] is None and kw["data"] and not kw["resume"]:
+        kw["space"] = str(auto.write_auto_space(kw["data"], columns, kw["name"]).path)  # from the data's columns
+    elif kw["task"] is None and kw["space"] is None:
         kw["task"] = "image_text"
     opts = SearchOptions(
-        task=kw["task"], space=kw["space"], data=kw["data"], columns=parse_columns_flag(kw["columns"]),
+        task=kw["task"], space=kw["space"], data=kw["data"], columns=columns,
         on_bad_rows=kw["on_bad_rows"], num_trials=kw["num_trials"], max_epochs=kw["max_epochs"],
         concurrency=kw["concurrency"], seed=kw["seed"], sampler=kw["sampler"], scheduler=kw["scheduler"],
         metric=kw["metric"], mode=kw["mode"], objectives=_parse_objectives(kw["objectives"]),
         time_budget=kw["time_budget"], cpus_per_trial=kw["cpus_per_trial"], gpus_per_trial=kw["gpus_per_trial"],
+        memory_per_trial=kw["memory_per_trial"],
         address=kw["address"], tracking_uri=kw["tracking_uri"], experiment=kw["experiment"],
         resume=kw["resume"], warm_start=kw["warm_start"], demo_samples=kw["demo_samples"], quiet=kw["quiet"], verbose=bool(ctx.obj.get("verbose")),
     )
-    from autofusion.search import SearchInterrupted
-
     try:
-        result = run_search(opts)
+        result = driver.run_search(opts)
     except SearchInterrupted as exc:
         click.echo(str(exc), err=True)
         ctx.exit(130)
-    from autofusion.report import print_summary
-
     print_summary(result, result.modalities, _console())

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from autofusion.cli.base import Group
+from autofusion.lazy import LazyImport
+
+space_files = LazyImport("autofusion.spaces")  # pydantic and YAML: not for every command
+auto = LazyImport("autofusion.spaces.auto")  # pandas and torch: only for a space assembled from data
+manifest = LazyImport("autofusion.data.manifest")
+docs = LazyImport("autofusion.spaces.docs")  # imports every component (torch)
 
 
 @click.group(cls=Group)
@@ -15,30 +23,50 @@ def spaces() -> None:
 @spaces.command("list")
 def spaces_list() -> None:
     """The built-in space files, one per task."""
-    from autofusion.spaces import builtin_tasks, load_space
-
-    for t in builtin_tasks():
-        s = load_space(t)
+    for t in space_files.builtin_tasks():
+        s = space_files.load_space(t)
         click.echo(f"{t:<14} {', '.join(s.modalities):<16} {s.file.description}")
 
 
 @spaces.command("show")
-@click.argument("task")
-def spaces_show(task: str) -> None:
-    """Print a task's space file (copy it, edit it, pass it with --space)."""
-    from autofusion.spaces import resolve_space_path
-
-    click.echo(resolve_space_path(task, None).read_text(encoding="utf-8"), nl=False)
+@click.argument("task", required=False)
+@click.option("--data", default=None, type=click.Path(), help="Print the space assembled from this manifest's columns.")
+@click.option("--columns", default=None, metavar="ROLE=COL,...", help="Column roles, e.g. label=price,image=front,back.")
+@click.option("--name", default=None, help="Task name of the assembled space (default: from the manifest's name).")
+def spaces_show(task: str | None, data: str | None, columns: str | None, name: str | None) -> None:
+    """Print a task's space file, or with --data the space a search would assemble from the
+    manifest's modalities (copy it, edit it, pass it with --space)."""
+    if (task is None) == (data is None):
+        raise click.UsageError("give a TASK or --data MANIFEST (not both)")
+    if data is None:
+        click.echo(space_files.resolve_space_path(task, None).read_text(encoding="utf-8"), nl=False)
+        return
+    text, _ = auto.auto_space_text(data, manifest.parse_columns_flag(columns), name)
+    click.echo(text, nl=False)
 
 
 @spaces.command("validate")
 @click.argument("file", type=click.Path())
 def spaces_validate(file: str) -> None:
     """Check a space file; exit 2 with the first problem."""
-    from autofusion.spaces import load_space
-
-    s = load_space(space=file)
+    s = space_files.load_space(space=file)
     n = sum(len(sec.choices) for sec in s.file.encoders.values())
     click.echo(f"{file}: ok (task {s.task}; modalities {', '.join(s.modalities)}; {n} encoders, "
                f"{len(s.file.fusion.choices)} fusion operators, {len(s.file.loss.choices)} losses, "
                f"{len(s.file.optimizer.choices)} optimizers)")
+
+
+@spaces.command("components")
+@click.option("--write", "write", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Rewrite the generated block of this markdown file instead of printing.")
+def spaces_components(write: str | None) -> None:
+    """Tables of every encoder, fusion operator, loss, optimizer and schedule with their
+    parameters, defaults and ranges (generated from the registries)."""
+    if write is None:
+        click.echo(docs.component_tables(), nl=False)
+        return
+    try:
+        changed = docs.write_tables(Path(write))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{write}: {'updated' if changed else 'already current'}")

@@ -17,12 +17,14 @@ What each modality shows (first attribute, second attribute):
 - image: size small/large, colour warm/cool (random shape, position, hue; noisy background);
 - text: animal/vehicle words, fruit/tool words, among filler words in random order;
 - audio: pitch low/high, tone steady/pulsed (random frequency, phase, rate; noise);
-- video: a ball shrinking/growing, steady/blinking (random drift, size, colour; noise).
+- video: a ball shrinking/growing, steady/blinking (random drift, size, colour; noise);
+- tabular: a number around -1/1 (``score``, 3% missing), a category from p, q, r / s, t, u
+  (``grade``), beside a number (``noise``, 10% missing) and a category (``shop``, 30
+  values, some rare) that carry nothing: four columns, one input.
 """
 
 from __future__ import annotations
 
-import colorsys
 import csv
 import io
 import multiprocessing
@@ -33,28 +35,22 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-import av
 import numpy as np
-import soundfile as sf
-from PIL import Image, ImageDraw
 
 from autofusion.errors import ConfigError
+from autofusion.modalities import MODALITIES
 
 TASKS: dict[str, tuple[str, ...]] = {
     "image_text": ("image", "text"),
     "image_audio": ("image", "audio"),
     "audio_video": ("audio", "video"),
     "text_audio": ("text", "audio"),
+    "image_tabular": ("image", "tabular"),
 }
 
 CLASS_NAMES: tuple[str, ...] = ("alpha", "beta", "gamma", "delta")
 DEFAULT_NUM_SAMPLES = 1600  # all tasks: with ~1200 training samples small models find the XOR
 
-IMAGE_SIZE = 32
-SAMPLE_RATE = 8000
-AUDIO_SECONDS = 0.5
-VIDEO_FRAMES = 8
-VIDEO_FPS = 8
 
 _POOL_MIN_SAMPLES = 400  # below this, starting worker processes costs more than it saves
 _MAX_PROCESSES = 8
@@ -62,18 +58,6 @@ _CHUNK = 50  # samples per pool task
 
 _FOLDERS = {"image": "images", "audio": "audio", "video": "video"}
 _SUFFIXES = {"image": ".png", "audio": ".wav", "video": ".mp4"}
-
-# Text vocabulary: 4 groups of 5 key words and 40 filler words (60 words in all).
-_WORD_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("cat", "dog", "horse", "rabbit", "goat"), ("car", "train", "boat", "truck", "plane")),
-    (("apple", "pear", "plum", "grape", "lemon"), ("hammer", "spoon", "brush", "ladder", "kettle")),
-)
-_FILLER: tuple[str, ...] = (
-    "the", "a", "an", "this", "that", "some", "near", "over", "under", "beside",
-    "behind", "with", "and", "or", "then", "today", "later", "quietly", "slowly", "quickly",
-    "big", "small", "old", "new", "seen", "found", "left", "kept", "moved", "placed",
-    "there", "here", "again", "often", "very", "just", "still", "maybe", "also", "from",
-)
 
 
 # ---------------------------------------------------------------- plan (latents, seeds)
@@ -120,140 +104,26 @@ def _sample_seeds(num_samples: int, seed: int) -> list[np.random.SeedSequence]:
     return np.random.SeedSequence(seed).spawn(num_samples)
 
 
-# ---------------------------------------------------------------- modality renderers
-
-
-def _noise_background(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """A mid-grey background with per-pixel colour noise, as float in 0..255."""
-    base = rng.uniform(70, 150)
-    return base + rng.normal(0, 14, size=shape)
-
-
-def _to_uint8(pixels: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-
-
-def _hue_colour(hue_degrees: float, rng: np.random.Generator) -> tuple[int, int, int]:
-    """An RGB colour of the given hue with random, fairly high saturation and brightness."""
-    r, g, b = colorsys.hsv_to_rgb((hue_degrees % 360) / 360, rng.uniform(0.65, 1), rng.uniform(0.75, 1))
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def _render_image(large: int, cool: int, rng: np.random.Generator, path: Path) -> None:
-    """A small (0) or large (1) shape in a warm (0) or cool (1) colour on a noisy background.
-
-    The shape (circle or square), its position, exact size, hue and brightness are random
-    nuisances. Size rather than shape is the attribute: small CNNs that average-pool their
-    feature map learn circle-vs-square too slowly when it only matters through an XOR.
-    """
-    hue = rng.uniform(170, 250) if cool else rng.uniform(-25, 50)  # cyan-blue vs red-yellow
-    size = int(rng.integers(16, 23) if large else rng.integers(6, 11))
-    x0, y0 = (int(v) for v in rng.integers(1, IMAGE_SIZE - size, size=2))
-    image = Image.fromarray(_to_uint8(_noise_background(rng, (IMAGE_SIZE, IMAGE_SIZE, 3))))
-    box = (x0, y0, x0 + size - 1, y0 + size - 1)
-    draw = ImageDraw.Draw(image)
-    (draw.rectangle if rng.integers(2) else draw.ellipse)(box, fill=_hue_colour(hue, rng))
-    pixels = np.asarray(image, dtype=np.float64) + rng.normal(0, 8, size=(IMAGE_SIZE, IMAGE_SIZE, 3))
-    Image.fromarray(_to_uint8(pixels), mode="RGB").save(path, format="PNG")
-
-
-def _render_text(first: int, second: int, rng: np.random.Generator) -> str:
-    """8-12 words: 2-3 words of one group per attribute among filler words, shuffled."""
-    length = int(rng.integers(8, 13))
-    words: list[str] = []
-    for bit, groups in zip((first, second), _WORD_GROUPS):
-        words += rng.choice(groups[bit], size=int(rng.integers(2, 4))).tolist()
-    words += rng.choice(_FILLER, size=length - len(words)).tolist()
-    return " ".join(words[i] for i in rng.permutation(len(words)))
-
-
-def _render_audio(high: int, pulsed: int, rng: np.random.Generator, path: Path) -> None:
-    """A low (0) or high (1) tone, steady (0) or amplitude-pulsed (1), with noise."""
-    t = np.arange(int(SAMPLE_RATE * AUDIO_SECONDS)) / SAMPLE_RATE
-    freq = rng.uniform(700, 1400) if high else rng.uniform(150, 350)
-    tone = np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
-    tone += 0.3 * np.sin(4 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))  # a 2nd harmonic
-    if pulsed:
-        rate, depth = rng.uniform(4, 8), rng.uniform(0.8, 1)
-        envelope = 1 - depth * 0.5 * (1 + np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi)))
-    else:
-        envelope = 1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t + rng.uniform(0, 2 * np.pi))
-    wave = rng.uniform(0.25, 0.5) * envelope * tone + rng.normal(0, rng.uniform(0.02, 0.08), t.size)
-    buffer = io.BytesIO()  # soundfile syncs a real file to disk on close: slow
-    sf.write(buffer, np.clip(wave, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    path.write_bytes(buffer.getvalue())
-
-
-def _video_frames(growing: int, blinking: int, rng: np.random.Generator) -> np.ndarray:
-    """``[frames, H, W, 3]`` uint8: a ball that shrinks (0) or grows (1), steady (0) or blinking (1).
-
-    The ball drifts between two random points with a random colour. Growth is an attribute
-    that only the frame order reveals (a temporal encoder sees it, frame averaging does
-    not); left-vs-right motion is not used, as per-frame CNNs that average-pool space
-    cannot see where the ball is.
-    """
-    small, large = rng.uniform(4, 7), rng.uniform(14, 19)
-    sizes = np.linspace(small, large, VIDEO_FRAMES)[:: 1 if growing else -1]
-    centres = np.linspace(*rng.uniform(9.5, IMAGE_SIZE - 9.5, size=(2, 2)), VIDEO_FRAMES)
-    visible = np.ones(VIDEO_FRAMES, bool)
-    if blinking:  # every other frame, starting on or off
-        visible = (np.arange(VIDEO_FRAMES) + rng.integers(2)) % 2 == 0
-    colour = _hue_colour(rng.uniform(0, 360), rng)
-    background = _noise_background(rng, (IMAGE_SIZE, IMAGE_SIZE, 3))
-    noise = rng.normal(0, 6, size=(VIDEO_FRAMES, *background.shape))
-    strip = Image.fromarray(_to_uint8(background + noise).reshape(-1, IMAGE_SIZE, 3))  # frames stacked
-    draw = ImageDraw.Draw(strip)
-    for t in np.flatnonzero(visible):
-        (cx, cy), r = centres[t], sizes[t] / 2
-        cy += t * IMAGE_SIZE
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
-    return np.asarray(strip).reshape(VIDEO_FRAMES, IMAGE_SIZE, IMAGE_SIZE, 3)
-
-
-def _video_codec() -> str:
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
-
-
-def _render_video(growing: int, blinking: int, rng: np.random.Generator, path: Path) -> None:
-    """Encodes :func:`_video_frames` as an MP4 with PyAV (H.264, or MPEG-4 part 2 if absent)."""
-    frames = _video_frames(growing, blinking, rng)
-    codec = _video_codec()
-    options = {}
-    if codec == "libx264":  # no look-ahead or B-frames: faster to open, a plain stream
-        options = {"crf": "18", "preset": "veryfast", "x264-params": "rc-lookahead=0:bframes=0"}
-    buffer = io.BytesIO()  # muxed in memory and written once: many small writes are slow
-    with av.open(buffer, mode="w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=VIDEO_FPS, options=options)
-        stream.width = stream.height = IMAGE_SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1  # tiny frames: threads cost more than they save
-        if codec == "mpeg4":
-            stream.codec_context.bit_rate = 400_000
-        for array in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
-        container.mux(stream.encode(None))
-    path.write_bytes(buffer.getvalue())
-
-
 # ---------------------------------------------------------------- writing
 
 
 def _render_cell(
     modality: str, bits: tuple[int, int], rng: np.random.Generator, out_dir: Path, stem: str
-) -> str:
-    """Renders one modality of one sample; returns its manifest cell (text or relative path)."""
-    if modality == "text":
-        return _render_text(*bits, rng)
+) -> str | dict:
+    """Renders one modality of one sample; returns its manifest cell (text or relative path),
+    or a modality's cells by column (tabular)."""
+    mod = MODALITIES.get(modality)
+    if modality not in _FOLDERS:
+        return mod.render_demo(bits, rng, out_dir)
     relative = f"{_FOLDERS[modality]}/{stem}{_SUFFIXES[modality]}"
-    renderer = {"image": _render_image, "audio": _render_audio, "video": _render_video}[modality]
-    renderer(*bits, rng, out_dir / relative)
+    mod.render_demo(bits, rng, out_dir / relative)
     return relative
 
 
 def _render_sample(
     modalities: tuple[str, ...], latent: np.ndarray, seed: np.random.SeedSequence, out_dir: Path,
     stem: str,
-) -> list[str]:
+) -> list[str | dict]:
     """The modality cells of one sample: modality 1 shows (a, c), modality 2 shows (b, d)."""
     rng = np.random.default_rng(seed)
     a, b, c, d = (int(v) for v in latent)
@@ -274,7 +144,7 @@ def _write_text_atomically(path: Path, text: str) -> None:
 
 def _render_chunk(
     job: tuple[tuple[str, ...], np.ndarray, list[np.random.SeedSequence], Path, list[str]],
-) -> list[list[str]]:
+) -> list[list[str | dict]]:
     """Renders a run of samples (one pool task); returns their modality cells in order."""
     modalities, latents, seeds, out_dir, stems = job
     return [
@@ -294,7 +164,7 @@ def _pool_size(count: int) -> int:
 def _render_all(
     modalities: tuple[str, ...], latents: np.ndarray, seeds: list[np.random.SeedSequence],
     out_dir: Path, stems: list[str],
-) -> list[list[str]]:
+) -> list[list[str | dict]]:
     """The modality cells of every sample, in order, rendered in worker processes if worth it.
 
     Video encoding and file creation dominate; processes roughly halve the time on 2 cores.
@@ -336,11 +206,16 @@ def write_demo(task: str, out_dir: str | Path, *, num_samples: int | None = None
     width = max(5, len(str(count - 1)))
     stems = [f"{i:0{width}d}" for i in range(count)]
     cells = _render_all(modalities, latents, _sample_seeds(count, seed), out_dir, stems)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", *modalities, "label"])
+    rows = []
     for i, (row, label) in enumerate(zip(cells, _labels(latents))):
-        writer.writerow([i, *row, CLASS_NAMES[label]])
+        record: dict = {"id": i}
+        for m, cell in zip(modalities, row):
+            record.update(cell if isinstance(cell, dict) else {m: cell})
+        rows.append({**record, "label": CLASS_NAMES[label]})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
     manifest = out_dir / "manifest.csv"
     _write_text_atomically(manifest, buffer.getvalue())
     return manifest

@@ -13,11 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from autofusion.data.manifest import FORMATS, candidate_columns, parse_columns_flag, read_manifest
+from autofusion.data.manifest import (
+    FORMATS,
+    candidate_columns,
+    parse_columns_flag,
+    read_manifest,
+)
 from autofusion.data.prepare import check_rows, split_rows
 from autofusion.data.splits import NAMES
 from autofusion.errors import ConfigError, DataError
+from autofusion.modalities import MODALITIES
 
 SHOWN_BAD_ROWS = 10
 
@@ -67,21 +74,23 @@ def inspect_facts(
     # A bad row of a modality whose cell is not empty is a file that could not be decoded.
     unreadable = Counter(b.field for b in check.bad if b.field in check.present and check.present[b.field][b.row - 1])
     modalities = {
-        m: {
-            "column": check.roles[m],
-            "present": int(check.present[m].sum()),
-            "missing": int(n - check.present[m].sum()),
-            "missing_allowed": m in check.allow_missing,
-            "unreadable": int(unreadable.get(m, 0)),
+        i.name: {
+            "column": ",".join(i.columns),
+            "modality": i.modality,
+            "present": int(check.present[i.name].sum()),
+            "missing": int(n - check.present[i.name].sum()),
+            "missing_allowed": i.modality in check.allow_missing,
+            "unreadable": int(unreadable.get(i.name, 0)),
         }
-        for m in check.modalities
+        for i in check.inputs
     }
     combos = Counter(
-        "+".join(m for m in check.modalities if check.present[m][i]) or "(none)" for i in range(n)
+        "+".join(i.name for i in check.inputs if check.present[i.name][r]) or "(none)" for r in range(n)
     )
 
     bad_rows = check.bad_rows
     shown = set(bad_rows[:SHOWN_BAD_ROWS])
+    warnings = [] if "split" in check.roles or "group" in check.roles else repeated_files(check)
     return {
         "manifest": str(check.manifest),
         "format": FORMATS[check.manifest.suffix.lower()],
@@ -90,7 +99,8 @@ def inspect_facts(
         "modalities": list(check.modalities),
         "rows": n,
         "columns": list(check.df.columns),
-        "roles": dict(check.roles),
+        "roles": {r: ",".join(c) for r, c in check.roles.items()},
+        "chosen": list(meta.chosen),
         "target": meta.target,
         "classes": classes,
         "target_stats": target_stats,
@@ -107,14 +117,36 @@ def inspect_facts(
         "on_bad_rows": ds.on_bad_rows,
         "split": {
             "source": meta.split_source,
-            "column": check.roles.get("split"),
+            "column": check.roles.get("split", [None])[0],
+            "group": check.roles.get("group", [None])[0],
             "seed": seed,
             "val_fraction": ds.val_fraction,
             "test_fraction": ds.test_fraction,
             **meta.split_counts,
         },
         "cache_hit": meta.cache_hit,
+        "warnings": warnings,
     }
+
+
+def repeated_files(check: Any) -> list[str]:
+    """One warning per file input whose paths repeat across rows: a seeded split without
+    groups can put rows of one file in train and in test, and the test score leaks."""
+    out = []
+    for spec in check.inputs:
+        if not MODALITIES.get(spec.modality).file_based or isinstance(check.raw[spec.name], pd.DataFrame):
+            continue
+        counts = Counter(p for p in check.raw[spec.name] if p is not None)
+        shared = {p: n for p, n in counts.items() if n > 1}
+        if shared:
+            column = spec.columns[0]
+            out.append(
+                f"{spec.name}: {len(shared)} file(s) appear in more than one row ({sum(shared.values())} rows; "
+                f"e.g. {Path(next(iter(shared))).name!r} in {max(shared.values())}) and the manifest has no split "
+                f"column: a seeded split can put rows of one file in train and in test, so the test score leaks. "
+                f"Keep them in one split with --columns group={column} (or data.group: {column} in the space), "
+                "or give a split column")
+    return out
 
 
 def inspect_manifest(
@@ -197,7 +229,8 @@ def _render(f: dict[str, Any]) -> list[Any]:
     row(summary, "rows", f["rows"])
     row(summary, "task", f"{f['task']} ({', '.join(f['modalities'])}); space {f['space']}")
     row(summary, "columns", ", ".join(f"{r}={c}" for r, c in f["roles"].items()))
-    unused = [c for c in f["columns"] if c not in f["roles"].values()]
+    used = {c for cols in f["roles"].values() for c in cols.split(",")}
+    unused = [c for c in f["columns"] if c not in used]
     if unused:
         row(summary, "unused columns", ", ".join(unused))
     row(summary, "target", f["target"] + (f", {len(f['classes'])} classes" if f["classes"] else ""))
@@ -248,8 +281,12 @@ def _render(f: dict[str, Any]) -> list[Any]:
         "column": f"from the split column {s['column']!r}",
         "column+seeded": f"from the split column {s['column']!r}, the rest seeded (seed {s['seed']})",
     }[s["source"]]
+    if s.get("group"):
+        how += f", grouped by {s['group']!r} (a group's rows stay in one split)"
     heading(f"Split: {how}")
     t = table(*NAMES, left=0)
     row(t, *(s[n] for n in NAMES))
     out.append(t)
+    for w in f.get("warnings", []):
+        out.append(Text(f"Warning: {w}", style="bold yellow"))
     return out

@@ -1,7 +1,11 @@
 """Reading a manifest (CSV, TSV, JSONL/JSON or Parquet) and finding its column roles.
 
-A role (image, text, audio, video, label, split) comes from ``--columns``, then from the
-space file's ``data.columns``, then from the column names when exactly one matches.
+A role (a modality such as image or text, or label, split, group) comes from ``--columns``,
+then from the space file's ``data.columns``, then from the column names when exactly one
+matches, and for a modality finally from the columns' contents (every column of image file
+paths is an image input). A modality may have several columns (four photos of a house):
+each is a separate input of the model. A modality that ``claims_rest`` (tabular) takes, last,
+every column left that it recognises, except row ids.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from autofusion.errors import DataError
+from autofusion.modalities import MODALITIES as REGISTERED
 
-MODALITIES = ("image", "text", "audio", "video")
-ROLES = (*MODALITIES, "label", "split")
+_FIRST = ("image", "text", "audio", "video")
+MODALITIES = (*_FIRST, *(m for m in REGISTERED.names() if m not in _FIRST))
+OTHER_ROLES = ("label", "split", "group")
+ROLES = (*MODALITIES, *OTHER_ROLES)
+SINGLE_ROLES = OTHER_ROLES  # roles that take exactly one column
 
 # Names a role is recognised by, most specific first.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -22,9 +30,14 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "text": ("text", "caption", "sentence", "description", "title", "comment", "review", "plot"),
     "audio": ("audio", "audio_path", "wav", "sound", "audio_file", "clip_audio"),
     "video": ("video", "video_path", "clip", "video_file", "movie"),
+    "sensor": ("sensor", "sensors", "signal", "readings", "time_series", "timeseries"),
     "label": ("label", "labels", "target", "class", "y", "category", "genre"),
     "split": ("split", "subset", "fold_name", "partition"),
+    "group": ("group", "group_id", "patient", "patient_id", "subject", "subject_id", "speaker", "speaker_id"),
 }
+
+# Column names of row identifiers, never a feature (also: any name ending in _id).
+ID_NAMES = frozenset({"id", "idx", "index", "uid", "uuid", "key", "row", "rowid", "row_id", "sample", "sample_id"})
 
 _EMPTY_HINT = "write a header row (e.g. image,text,label) and one row per sample"
 
@@ -95,23 +108,37 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def parse_columns_flag(text: str | None) -> dict[str, str]:
-    """``image=poster,text=plot`` -> ``{"image": "poster", "text": "plot"}``."""
+def parse_columns_flag(text: str | None, roles: tuple[str, ...] = ROLES) -> dict[str, list[str]]:
+    """``image=poster,text=plot`` -> ``{"image": ["poster"], "text": ["plot"]}``.
+
+    A part without ``=`` adds a column to the role before it, so ``image=front,back`` gives
+    the image role two columns and ``tabular=price,brand`` two tabular columns.
+    """
     if not text:
         return {}
-    out: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
+    role = None
     for part in text.split(","):
         if not part.strip():
             continue
-        role, sep, col = part.partition("=")
-        role, col = role.strip(), col.strip()
-        if not sep or not role or not col:
+        name, sep, col = part.partition("=")
+        if not sep:
+            if role is None:
+                raise DataError(f"--columns: expected ROLE=COLUMN, got {part.strip()!r}")
+            name, col = role, part
+        name, col = name.strip(), col.strip()
+        if not name or not col:
             raise DataError(f"--columns: expected ROLE=COLUMN, got {part.strip()!r}")
-        if role not in ROLES:
-            raise DataError(f"--columns: unknown role {role!r}; known: {', '.join(ROLES)}")
-        if role in out and out[role] != col:
-            raise DataError(f"--columns: role {role!r} is given twice ({out[role]!r} and {col!r})")
-        out[role] = col
+        if name not in roles:
+            raise DataError(f"--columns: unknown role {name!r}; known: {', '.join(roles)}")
+        if sep and name in SINGLE_ROLES and out.get(name, [col]) != [col]:
+            raise DataError(f"--columns: role {name!r} is given twice ({out[name][0]!r} and {col!r})")
+        cols = out.setdefault(name, [])
+        if name in SINGLE_ROLES and cols and cols != [col]:
+            raise DataError(f"--columns: role {name!r} takes one column, but got {cols[0]!r} and {col!r}")
+        if col not in cols:
+            cols.append(col)
+        role = name
     return out
 
 
@@ -120,7 +147,7 @@ def candidate_columns(columns: list[str], role: str) -> list[str]:
     lower: dict[str, str] = {}
     for c in columns:
         lower.setdefault(c.lower(), c)
-    return [lower[s] for s in SYNONYMS[role] if s in lower]
+    return [lower[s] for s in SYNONYMS.get(role, ()) if s in lower]
 
 
 def resolve_columns(
@@ -128,55 +155,97 @@ def resolve_columns(
     manifest: Path,
     modalities: list[str],
     *,
-    flag: dict[str, str] | None = None,
-    space: dict[str, str] | None = None,
-    optional: tuple[str, ...] = ("split",),
-) -> dict[str, str]:
-    """Maps each needed role (the modalities and label; split if present) to a column.
+    flag: dict[str, list[str]] | None = None,
+    space: dict[str, str | list[str]] | None = None,
+    declared: dict[str, list[str]] | None = None,
+    optional: tuple[str, ...] = ("split", "group"),
+) -> dict[str, list[str]]:
+    """Maps each needed role (the modalities and label; split and group if present) to its
+    column(s).
 
     Roles in ``optional`` are left out when no column fits them (prediction needs no label).
-
     Columns named explicitly (``--columns``, then ``data.columns``) are taken first, so a
-    name-based guess never claims a column that was given to another role.
+    guess never claims a column given to another role; then names (``SYNONYMS``); then, for
+    a modality still without a column, every unclaimed column whose contents it recognises
+    (image file paths, free text, ...). ``declared`` columns (tabular's ``numeric`` and
+    ``categorical`` settings) belong to their modality, which still takes the rest it
+    recognises unless ``--columns`` or ``data.columns`` name its columns. A group column
+    given explicitly claims nothing: a modality may share it (``group=image`` keeps the rows
+    of one image file in one split), but no modality takes it by its contents.
     """
-    needed = [*modalities, "label", "split"]
-    for role, col in (flag or {}).items():
+    needed = [*modalities, *OTHER_ROLES]
+    flag = {r: ([c] if isinstance(c, str) else list(c)) for r, c in (flag or {}).items()}
+    for role, cols in flag.items():
         if role not in needed:
             raise DataError(
-                f"--columns {role}={col}: {role} is not a modality of this space "
+                f"--columns {role}={','.join(cols)}: {role} is not a modality of this space "
                 f"(modalities: {', '.join(modalities)})"
             )
-    given = {r: c for r, c in {**(space or {}), **(flag or {})}.items() if r in needed}
+    given = {r: ([c] if isinstance(c, str) else list(c)) for r, c in (space or {}).items() if r in needed}
+    given.update({r: list(c) for r, c in (flag or {}).items()})
     cols = list(df.columns)
-    roles: dict[str, str] = {}
+    roles: dict[str, list[str]] = {}
+    claimed: dict[str, str] = {}
     for role in needed:
-        if role not in given:
-            continue
-        source = "--columns" if role in (flag or {}) else "data.columns"
-        if given[role] not in cols:
-            raise DataError(
-                f"{manifest}: column {given[role]!r} ({source} {role}) not found; columns: {', '.join(cols)}"
-            )
-        other = next((r for r, c in roles.items() if c == given[role]), None)
-        if other is not None:
-            raise DataError(f"{manifest}: column {given[role]!r} is given for both {other} and {role}")
-        roles[role] = given[role]
-    for role in needed:
-        if role in roles:
-            continue
-        found = [c for c in candidate_columns(cols, role) if c not in roles.values()]
-        if role in optional and not found:
-            continue
-        if not found:
-            raise DataError(
-                f"{manifest}: no {role} column; columns are {', '.join(cols)}; "
-                f"name one with --columns {role}=COLUMN"
-            )
+        for col in given.get(role, []):
+            source = "--columns" if role in (flag or {}) else "data.columns"
+            if col not in cols:
+                raise DataError(f"{manifest}: column {col!r} ({source} {role}) not found; columns: {', '.join(cols)}")
+            roles.setdefault(role, []).append(col)
+            if role == "group":  # it claims nothing: a modality may share it (one image file in many rows)
+                continue
+            if col in claimed:
+                raise DataError(f"{manifest}: column {col!r} is given for both {claimed[col]} and {role}")
+            claimed[col] = role
+    partial = [r for r in (declared or {}) if r in modalities and r not in given]
+    for role, declared_cols in (declared or {}).items():
+        for col in (c for c in declared_cols if role in modalities and c not in roles.get(role, [])):
+            if col not in cols:
+                raise DataError(f"{manifest}: column {col!r} (modalities.{role}) not found; columns: {', '.join(cols)}")
+            if col in claimed:
+                raise DataError(f"{manifest}: column {col!r} is given for both {claimed[col]} and {role}")
+            claimed[col] = role
+            roles.setdefault(role, []).append(col)
+    for role in [r for r in needed if r not in roles and r in SYNONYMS]:
+        found = [c for c in candidate_columns(cols, role) if c not in claimed]
         exact = [c for c in found if c.lower() == role]
         if len(found) > 1 and not exact:
             raise DataError(
                 f"{manifest}: several columns could be the {role} ({', '.join(found)}); "
                 f"pick one with --columns {role}=COLUMN"
             )
-        roles[role] = exact[0] if exact else found[0]
+        if found:
+            pick = exact[0] if exact else found[0]
+            roles[role], claimed[pick] = [pick], role
+    for rest in (False, True):  # modalities that take every leftover column they recognise go last
+        for role in [m for m in modalities if (m not in roles or m in partial) and m in REGISTERED]:
+            mod = REGISTERED.get(role)
+            if getattr(mod, "claims_rest", False) is not rest:
+                continue
+            found = [c for c in cols if c not in claimed and c not in roles.get("group", [])
+                     and mod.recognises(df[c].tolist()) and not (rest and id_like(c, df[c]))]
+            if found:
+                roles.setdefault(role, []).extend(found)
+                claimed.update({c: role for c in found})
+    for role in needed:
+        if role not in roles and role not in optional:
+            raise DataError(
+                f"{manifest}: no {role} column; columns are {', '.join(cols)}; "
+                f"name one with --columns {role}=COLUMN"
+            )
     return {r: roles[r] for r in needed if r in roles}
+
+
+def id_like(name: str, col: pd.Series) -> bool:
+    """A row identifier, never a feature: named like one (``id``, ``..._id``), or unique per row
+    and either strings or consecutive whole numbers (1, 2, 3, ...)."""
+    low = name.strip().lower()
+    if low in ID_NAMES or low.endswith("_id"):
+        return True
+    values = col.dropna()
+    if len(values) < 2 or len(values) < len(col) or values.astype(str).nunique() < len(values):
+        return False
+    nums = pd.to_numeric(values, errors="coerce")
+    if nums.isna().any():
+        return True
+    return bool((nums == nums.round()).all() and nums.max() - nums.min() + 1 == len(values))

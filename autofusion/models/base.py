@@ -14,15 +14,24 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from autofusion.registry import Registry
+from autofusion.components import Registry
+from autofusion.errors import ConfigError
 
 Tokens = tuple[Tensor, "Tensor | None"]  # ([B, T, D], key padding mask [B, T] True=pad)
 
 
 class Encoder(nn.Module):
-    """Base class: subclasses set ``out_dim`` and implement ``tokens``."""
+    """Base class: subclasses set ``out_dim`` and implement ``tokens``.
+
+    An encoder that reads its input its own way names a feature extractor
+    (``autofusion.models.features``) in ``extractor`` and the parameters that shape its
+    features in ``feature_params``; it then receives the extractor's arrays instead of the
+    modality's.
+    """
 
     modality: ClassVar[str] = ""
+    extractor: ClassVar[type | None] = None
+    feature_params: ClassVar[tuple[str, ...]] = ()
     out_dim: int
 
     def tokens(self, x: Tensor) -> Tokens:  # pragma: no cover - abstract
@@ -78,8 +87,6 @@ class ModalityWeights(nn.Module):
     def __init__(self, in_dims: dict[str, int], mode: str = "fixed") -> None:
         super().__init__()
         if mode not in self.MODES:
-            from autofusion.errors import ConfigError
-
             raise ConfigError(f"unknown fusion weights {mode!r}; known: {', '.join(self.MODES)}")
         self.mode = mode
         m = len(in_dims)
@@ -123,9 +130,16 @@ def present_matrix(modalities: list[str], present: dict[str, Tensor], batch: int
     return torch.stack(cols, dim=1)
 
 
-ENCODERS: dict[str, Registry[type[Encoder]]] = {
-    m: Registry(f"{m} encoder") for m in ("image", "text", "audio", "video")
-}
+class _EncoderRegistries(dict):
+    """One encoder registry per modality, made on first use (a new modality needs no edit here)."""
+
+    def __missing__(self, modality: str) -> Registry[type[Encoder]]:
+        reg: Registry[type[Encoder]] = Registry(f"{modality} encoder")
+        self[modality] = reg
+        return reg
+
+
+ENCODERS: dict[str, Registry[type[Encoder]]] = _EncoderRegistries()
 FUSIONS: Registry[type[Fusion]] = Registry("fusion")
 
 

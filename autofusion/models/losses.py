@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autofusion.components import NonNegative, Rate, Registry
 from autofusion.errors import ConfigError
-from autofusion.registry import Registry
 
 
 class Loss(nn.Module):
@@ -38,7 +38,7 @@ class CrossEntropy(Loss):
 class LabelSmoothing(Loss):
     """Cross-entropy against targets smoothed towards uniform (Szegedy et al. 2016)."""
 
-    def __init__(self, class_counts: list[int] | None = None, *, smoothing: float = 0.1) -> None:
+    def __init__(self, class_counts: list[int] | None = None, *, smoothing: Rate = 0.1) -> None:
         super().__init__()
         if not 0.0 <= smoothing < 1.0:
             raise ConfigError(f"label_smoothing.smoothing must be in [0, 1), got {smoothing}")
@@ -52,7 +52,7 @@ class LabelSmoothing(Loss):
 class Focal(Loss):
     """Focal loss (Lin et al. 2017): down-weights easy examples."""
 
-    def __init__(self, class_counts: list[int] | None = None, *, gamma: float = 2.0) -> None:
+    def __init__(self, class_counts: list[int] | None = None, *, gamma: NonNegative = 2.0) -> None:
         super().__init__()
         self.gamma = gamma
 

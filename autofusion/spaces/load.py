@@ -3,7 +3,12 @@
 Validation happens in two layers: the pydantic schema (types, ranges, unknown keys) and
 a check against the registries (encoder, fusion, loss, optimizer and schedule names and
 each one's parameter names and types). Every error names the file, the key path and the
-value, on one line.
+value, on one line; the schema's problems are all listed.
+
+A file may start from another (``extends: image_text``, or a path relative to it) and
+change only what it names: mappings merge key by key (a distribution given with its
+``type`` replaces the old one whole), anything else replaces, and ``null`` removes what
+the base has.
 """
 
 from __future__ import annotations
@@ -12,51 +17,17 @@ import difflib
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from autofusion.errors import ConfigError
-from autofusion.registry import Registry
-from autofusion.spaces.schema import (
-    AUGMENTATIONS,
-    TRAIN_KEYS,
-    PREP_MODELS,
-    ChoiceSection,
-    Distribution,
-    Param,
-    SpaceFile,
-    error_parts,
-)
+from autofusion.spaces.schema import ChoiceSection, Param, SpaceFile, error_parts
+from autofusion.spaces.validate import validate
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
-
-# Shared (not per-choice) parameters each choice section accepts, with their types.
-SHARED_PARAMS: dict[str, dict[str, type]] = {
-    "fusion": {"weights": str},
-    "loss": {"aux_weight": float},
-    "optimizer": {"lr": float, "weight_decay": float},
-    "lr_schedule": {"warmup_epochs": int},
-    "encoder": {},
-}
-
-# Ranges of the parameters that no registry describes, checked on the constant, on each
-# categorical choice and on both bounds of a range. None is allowed where listed.
-VALUE_RULES: dict[str, tuple[type, Callable[[Any], bool], str, bool]] = {
-    "optimizer.lr": (float, lambda v: v > 0, "the learning rate must be > 0", False),
-    "optimizer.weight_decay": (float, lambda v: v >= 0, "must be >= 0", False),
-    "loss.aux_weight": (float, lambda v: v >= 0, "must be >= 0", False),
-    "lr_schedule.warmup_epochs": (int, lambda v: v >= 0, "must be >= 0", False),
-    "head.hidden": (int, lambda v: v >= 1, "must be >= 1", False),
-    "head.dropout": (float, lambda v: 0 <= v < 1, "must be >= 0 and < 1", False),
-    "train.batch_size": (int, lambda v: v >= 1, "must be >= 1", False),
-    "train.epochs": (int, lambda v: v >= 1, "must be >= 1 (leave it out to use search.max_epochs)", True),
-    "train.modality_dropout": (float, lambda v: 0 <= v < 1, "must be >= 0 and < 1", False),
-    "train.grad_clip": (float, lambda v: v >= 0, "must be >= 0 (0 turns clipping off)", True),
-    "train.amp": (bool, lambda v: True, "", False),
-    "train.augment": (str, lambda v: v in AUGMENTATIONS, f"must be one of {', '.join(AUGMENTATIONS)}", False),
-}
+MAX_PROBLEMS = 12  # schema problems listed in one error
 
 
 @dataclass(frozen=True)
@@ -67,11 +38,14 @@ class Space:
         file: the parsed file.
         path: where it was read from.
         prep: per-modality preprocessing settings, validated.
+        text: the complete space as YAML when it is not the file's own text (a file that
+            ``extends`` another: the merged result, logged with the search).
     """
 
     file: SpaceFile
     path: Path
     prep: dict[str, BaseModel]
+    text: str = ""
 
     @property
     def task(self) -> str:
@@ -82,7 +56,8 @@ class Space:
         return list(self.file.modalities)
 
     def raw_text(self) -> str:
-        return self.path.read_text(encoding="utf-8")
+        """The space as YAML: the file, or the merged result of a file that extends another."""
+        return self.text or self.path.read_text(encoding="utf-8")
 
 
 def builtin_tasks() -> list[str]:
@@ -111,6 +86,77 @@ def resolve_space_path(task: str | None, space: str | Path | None) -> Path:
 def load_space(task: str | None = None, space: str | Path | None = None) -> Space:
     """Reads, parses and validates a space file (a task's built-in one by default)."""
     path = resolve_space_path(task, space)
+    raw, base = read_space(path)
+    where = f"{path} (extends {base})" if base else str(path)
+    try:
+        parsed = SpaceFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc)}{_partial_hint(exc, base)}") from None
+    try:
+        prep = validate(parsed, describe=_describe)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if task is not None and space is not None and parsed.task != task:
+        raise ConfigError(
+            f"{where}: task {parsed.task!r} in the file does not match --task {task!r}"
+        )
+    text = ""
+    if base:
+        text = (f"# {path.name} extends {base}: the complete space it gives\n"
+                + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=110))
+    return Space(file=parsed, path=path, prep=prep, text=text)
+
+
+def read_space(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, str | None]:
+    """The file's mapping, merged over the space it ``extends`` (if any), and that base's name."""
+    raw = _read_mapping(path)
+    if "extends" not in raw:
+        return raw, None
+    name = raw.pop("extends")
+    base_path = _base_path(path, name)
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: extends: {name!r} extends this file again (a cycle)")
+    base_raw, _ = read_space(base_path, (*seen, path.resolve()))
+    return merge_space(base_raw, raw), str(name)
+
+
+def _base_path(path: Path, name: object) -> Path:
+    """The file ``extends: name`` means: a built-in space, or a file relative to ``path``."""
+    known = ", ".join(builtin_tasks())
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{path}: extends: must name a built-in space ({known}) or a space file, but got {name!r}")
+    if name in builtin_tasks():
+        return SPACES_DIR / f"{name}.yaml"
+    candidate = path.parent / name
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return candidate
+    raise ConfigError(f"{path}: extends: unknown space {name!r}; known: {known}, or a .yaml file beside this one")
+
+
+def merge_space(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key (a distribution given with its
+    ``type`` replaces the old one whole), anything else replaces, and ``None`` removes."""
+    out = dict(base)
+    for key, value in over.items():
+        if value is None and key in out:
+            del out[key]
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and "type" not in value:
+            out[key] = merge_space(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _partial_hint(exc: ValidationError, base: str | None) -> str:
+    """A hint for a file that lacks required sections: it may start from a built-in space."""
+    missing = [e["loc"][0] for e in exc.errors() if e["type"] == "missing" and len(e["loc"]) == 1]
+    if base or not (len(missing) > 1 or "task" in missing):
+        return ""
+    return f" (a file that changes a built-in space can start with `extends: NAME`, NAME one of {', '.join(builtin_tasks())})"
+
+
+def _read_mapping(path: Path) -> dict:
+    """A space file's YAML as a mapping; every reading problem is one line naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
         raw = yaml.safe_load(text)
@@ -137,23 +183,7 @@ def load_space(task: str | None = None, space: str | Path | None = None) -> Spac
             f"{path}: a space file must be a YAML mapping (task, modalities, ...), but got a "
             f"{type(raw).__name__}: {raw!r:.80}"
         )
-    try:
-        parsed = SpaceFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
-    try:
-        prep = _validate_prep(parsed)
-        _validate_data(parsed)
-        _validate_names(parsed)
-        _validate_values(parsed)
-        _validate_search(parsed)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    if task is not None and space is not None and parsed.task != task:
-        raise ConfigError(
-            f"{path}: task {parsed.task!r} in the file does not match --task {task!r}"
-        )
-    return Space(file=parsed, path=path, prep=prep)
+    return raw
 
 
 def _duplicate_key(text: str) -> str | None:
@@ -190,15 +220,20 @@ def _duplicate_key(text: str) -> str | None:
 
 
 def _describe(exc: ValidationError, root: type[BaseModel] = SpaceFile) -> str:
-    """One line for the first pydantic error: key path, rule and value; an unknown key
-    close to an allowed one (a typo) gets a "did you mean"."""
-    loc, msg = error_parts(exc.errors()[0])
-    if msg.startswith("unknown key") and loc:
-        close = difflib.get_close_matches(loc[-1], _allowed_keys(root, loc[:-1]), n=1, cutoff=0.7)
-        if close:
-            msg = msg.replace("unknown key", f"unknown key; did you mean {close[0]!r}?", 1)
-    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return f"{'.'.join(loc) or 'top level'}: {msg}{more}"
+    """One line listing every pydantic error (up to ``MAX_PROBLEMS``): key path, rule and
+    value; an unknown key close to an allowed one (a typo) gets a "did you mean"."""
+    problems: list[str] = []
+    for err in exc.errors():
+        loc, msg = error_parts(err)
+        if msg.startswith("unknown key") and loc:
+            close = difflib.get_close_matches(loc[-1], _allowed_keys(root, loc[:-1]), n=1, cutoff=0.7)
+            if close:
+                msg = msg.replace("unknown key", f"unknown key; did you mean {close[0]!r}?", 1)
+        line = f"{'.'.join(loc) or 'top level'}: {msg}"
+        if line not in problems:
+            problems.append(line)
+    more = f"; and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+    return "; ".join(problems[:MAX_PROBLEMS]) + more
 
 
 def _allowed_keys(root: Any, keys: tuple[str, ...]) -> list[str]:
@@ -232,186 +267,3 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
-def _validate_prep(parsed: SpaceFile) -> dict[str, BaseModel]:
-    if not parsed.modalities:
-        raise ConfigError("modalities: at least one modality is needed")
-    prep: dict[str, BaseModel] = {}
-    for name, settings in parsed.modalities.items():
-        if name not in PREP_MODELS:
-            raise ConfigError(
-                f"modalities.{name}: unknown modality; known: {', '.join(PREP_MODELS)}"
-            )
-        try:
-            prep[name] = PREP_MODELS[name].model_validate(settings or {})
-        except ValidationError as exc:
-            raise ConfigError(f"modalities.{name}.{_describe(exc, PREP_MODELS[name])}") from None
-    missing = [m for m in parsed.modalities if m not in parsed.encoders]
-    extra = [m for m in parsed.encoders if m not in parsed.modalities]
-    if missing:
-        raise ConfigError(f"encoders: no encoder choices for modality {missing[0]!r}")
-    if extra:
-        raise ConfigError(
-            f"encoders.{extra[0]}: not one of the file's modalities ({', '.join(parsed.modalities)})"
-        )
-    return prep
-
-
-def _validate_data(parsed: SpaceFile) -> None:
-    from autofusion.data.manifest import ROLES
-
-    mods = list(parsed.modalities)
-    roles = [r for r in ROLES if r in mods or r not in PREP_MODELS]
-    for role in parsed.data.columns:
-        if role not in roles:
-            raise ConfigError(f"data.columns.{role}: unknown role; known for this file: {', '.join(roles)}")
-    for m in parsed.data.allow_missing:
-        if m not in mods:
-            raise ConfigError(
-                f"data.allow_missing: {m!r} is not one of the file's modalities ({', '.join(mods)})"
-            )
-
-
-def _validate_search(parsed: SpaceFile) -> None:
-    s, target = parsed.search, parsed.data.target
-    if s.metric is not None:
-        from autofusion.metrics import METRICS
-
-        targets = list(METRICS) if target == "auto" else [target]
-        known = list(dict.fromkeys(f"val_{m}" for t in targets for m in METRICS[t]))
-        if s.metric not in known:
-            kind = "any target" if target == "auto" else f"{target} targets"
-            raise ConfigError(f"search.metric: unknown metric {s.metric!r} for {kind}; known: {', '.join(known)}")
-    if s.objectives:
-        from autofusion.search import EXTRA_OBJECTIVES
-
-        for o in s.objectives:
-            if o not in EXTRA_OBJECTIVES:
-                raise ConfigError(f"search.objectives: unknown objective {o!r}; known: {', '.join(EXTRA_OBJECTIVES)}")
-
-
-def _validate_values(parsed: SpaceFile) -> None:
-    """Types and ranges of the shared, head and train parameters (see VALUE_RULES)."""
-    f = parsed
-    found = {
-        "optimizer.lr": f.optimizer.shared.get("lr"),
-        "optimizer.weight_decay": f.optimizer.shared.get("weight_decay"),
-        "loss.aux_weight": f.loss.shared.get("aux_weight"),
-        "lr_schedule.warmup_epochs": f.lr_schedule.shared.get("warmup_epochs") if f.lr_schedule else None,
-        **{f"head.{k}": getattr(f.head, k) for k in ("hidden", "dropout")},
-        **{f"train.{k}": getattr(f.train, k) for k in TRAIN_KEYS},
-    }
-    if "lr" not in f.optimizer.shared:
-        raise ConfigError("optimizer.lr: missing key; give a learning rate or a range")
-    for where, param in found.items():
-        expected, ok, rule, none_ok = VALUE_RULES[where]
-        if isinstance(param, Distribution) and param.type == "float" and expected is int:
-            raise ConfigError(f"{where}: an integer parameter needs type int or categorical, but got type float")
-        for v in _values(param):
-            if v is None and none_ok:
-                continue
-            _check_type(where, v, expected)
-            if not ok(v):
-                raise ConfigError(f"{where}: {rule}, but got {v!r}")
-
-
-def _validate_names(parsed: SpaceFile) -> None:
-    # Imported here: filling the registries imports torch, which `spaces list` doesn't need.
-    from autofusion.models import ENCODERS, FUSIONS
-    from autofusion.models.losses import LOSSES
-    from autofusion.optim import OPTIMIZERS, SCHEDULES
-
-    for modality, section in parsed.encoders.items():
-        _check_section(f"encoders.{modality}", section, ENCODERS[modality], "encoder", parsed)
-    _check_section("fusion", parsed.fusion, FUSIONS, "fusion", parsed)
-    _check_section("loss", parsed.loss, LOSSES, "loss", parsed)
-    _check_section("optimizer", parsed.optimizer, OPTIMIZERS, "optimizer", parsed)
-    if parsed.lr_schedule is not None:
-        _check_section("lr_schedule", parsed.lr_schedule, SCHEDULES, "lr_schedule", parsed)
-    weights = parsed.fusion.shared.get("weights")
-    from autofusion.models.base import ModalityWeights
-
-    for w in _values(weights):
-        if w not in ModalityWeights.MODES:
-            raise ConfigError(
-                f"fusion.weights: unknown fusion weights {w!r}; known: {', '.join(ModalityWeights.MODES)}"
-            )
-    target = parsed.data.target
-    if target != "auto":
-        from autofusion.models.losses import losses_for
-
-        for name in parsed.loss.choices:
-            if target not in LOSSES.get(name).targets:
-                raise ConfigError(
-                    f"loss.choices.{name}: does not fit data.target {target!r}; "
-                    f"use one of: {', '.join(losses_for(target))}"
-                )
-
-
-def _values(param: Any) -> list[Any]:
-    """The values a parameter can take that can be checked (choices, bounds or the constant)."""
-    if param is None:
-        return []
-    if isinstance(param, Distribution):
-        if param.type == "categorical":
-            return list(param.choices or [])
-        return [param.low, param.high]
-    return [param]
-
-
-def _name_domains(kind: str, parsed: SpaceFile) -> dict[str, list[str]]:
-    """String parameters whose values must name something the file or a registry knows."""
-    if kind == "fusion":
-        return {"target": list(parsed.modalities)}  # film: the modality that is modulated
-    if kind == "encoder":
-        from autofusion.models import ENCODERS
-
-        return {"frame_encoder": ENCODERS["image"].names()}  # video: the per-frame CNN
-    return {}
-
-
-def _check_section(
-    where: str, section: ChoiceSection, registry: Registry, kind: str, parsed: SpaceFile
-) -> None:
-    shared_ok = SHARED_PARAMS["encoder" if kind == "encoder" else where]
-    domains = _name_domains(kind, parsed)
-    for key in section.shared:
-        if key not in shared_ok:
-            known = ", ".join(["choices", *shared_ok]) or "choices"
-            raise ConfigError(f"{where}.{key}: unknown key; known: {known}")
-        for v in _values(section.shared[key]):
-            _check_type(f"{where}.{key}", v, shared_ok[key])
-    for name, params in section.choices.items():
-        try:
-            accepted = registry.params(name)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}.choices.{name}: {exc}") from None
-        for pname, pval in params.items():
-            if pname not in accepted:
-                known = ", ".join(accepted) or "none"
-                raise ConfigError(
-                    f"{where}.choices.{name}.{pname}: unknown parameter of {kind} {name!r}; known: {known}"
-                )
-            default = accepted[pname]
-            key = f"{where}.choices.{name}.{pname}"
-            is_int = isinstance(default, int) and not isinstance(default, bool)
-            if isinstance(pval, Distribution) and is_int and pval.type == "float":
-                raise ConfigError(f"{key}: an integer parameter needs type int or categorical, but got type float")
-            for v in _values(pval):
-                _check_type(key, v, type(default) if default is not None else None)
-                if is_int and v < 0:
-                    raise ConfigError(f"{key}: must be >= 0, but got {v!r}")
-                if pname in domains and v not in domains[pname]:
-                    raise ConfigError(f"{key}: {v!r} is not one of: {', '.join(domains[pname])}")
-
-
-def _check_type(where: str, value: Any, expected: type | None) -> None:
-    if expected is None or value is None:
-        return
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer(),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-    }.get(expected, lambda v: True)(value)
-    if not ok:
-        raise ConfigError(f"{where}: expected {expected.__name__}, but got {value!r}")

@@ -12,12 +12,19 @@ delimiter ("/"), so Ray passes these names through untouched.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from autofusion.errors import ConfigError
 from autofusion.spaces.load import Space
-from autofusion.spaces.schema import TRAIN_KEYS, ChoiceSection, Distribution
+from autofusion.spaces.schema import (
+    PRETRAINED_KEYS,
+    STRATEGY_KEYS,
+    TRAIN_KEYS,
+    ChoiceSection,
+    Distribution,
+)
+from autofusion.trial import Choice, TrialConfig, prefix
+
+__all__ = ["CHOICE_SECTIONS", "Choice", "DefineByRun", "TrialConfig", "define_by_run", "suggest"]
 
 # Section name in the file -> prefix of its parameters; the choice itself is "<prefix>.type".
 CHOICE_SECTIONS = ("fusion", "loss", "optimizer", "lr_schedule")
@@ -42,13 +49,9 @@ def _choice(trial: Any, key: str, section: ChoiceSection, consts: dict[str, Any]
     if len(names) == 1:
         consts[key] = pick
     for pname, pval in section.choices[pick].items():
-        suggest(trial, f"{_prefix(key)}.{pick}.{pname}", pval, consts)
+        suggest(trial, f"{prefix(key)}.{pick}.{pname}", pval, consts)
     for pname, pval in section.shared.items():
-        suggest(trial, f"{_prefix(key)}.{pname}", pval, consts)
-
-
-def _prefix(key: str) -> str:
-    return key[: -len(".type")] if key.endswith(".type") else key
+        suggest(trial, f"{prefix(key)}.{pname}", pval, consts)
 
 
 class DefineByRun:
@@ -77,87 +80,30 @@ class DefineByRun:
             value = getattr(f.train, key)
             if key == "epochs" and value is None:
                 value = self.max_epochs
+            if key in STRATEGY_KEYS and value is None:  # not set: off, and not a parameter
+                continue
+            if key in PRETRAINED_KEYS:
+                continue
             suggest(trial, f"train.{key}", value, consts)
+        _pretrained(trial, f.train, consts)
         return consts
+
+
+def _pretrained(trial: Any, train: Any, consts: dict[str, Any]) -> None:
+    """``train.strategy`` (only when the file sets it) and the parameters of the strategy
+    picked: ``frozen_epochs`` and ``unfreeze_blocks`` for staged, ``encoder_lr_factor`` for
+    staged and finetune; so TPE sees which ones matter when."""
+    if train.strategy is None:
+        return
+    picked = suggest(trial, "train.strategy", train.strategy, consts)
+    wanted = {"staged": ("frozen_epochs", "unfreeze_blocks", "encoder_lr_factor"),
+              "finetune": ("encoder_lr_factor",)}.get(picked, ())
+    for key in wanted:
+        value = getattr(train, key)
+        if value is not None:
+            suggest(trial, f"train.{key}", value, consts)
 
 
 def define_by_run(space: Space, max_epochs: int) -> Callable[[Any], dict[str, Any]]:
     """The define-by-run function of ``space`` (see :class:`DefineByRun`)."""
     return DefineByRun(space, max_epochs)
-
-
-def _bool(v: Any) -> bool:
-    """Booleans that went through MLflow params come back as strings."""
-    return v.strip().lower() in ("true", "1", "yes") if isinstance(v, str) else bool(v)
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A picked registry entry and its parameters."""
-
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TrialConfig:
-    """Everything needed to build and train one trial's model; built from a flat config."""
-
-    encoders: dict[str, Choice]
-    fusion: Choice
-    fusion_weights: str
-    head_hidden: int
-    head_dropout: float
-    loss: Choice
-    aux_weight: float
-    optimizer: Choice
-    lr: float
-    weight_decay: float
-    lr_schedule: Choice
-    warmup_epochs: int
-    batch_size: int
-    epochs: int
-    modality_dropout: float
-    grad_clip: float
-    amp: bool
-    augment: str = "none"
-
-    @classmethod
-    def from_flat(cls, flat: dict[str, Any], modalities: list[str], max_epochs: int | None = None) -> "TrialConfig":
-        """Parses the dotted names produced by :func:`define_by_run`."""
-
-        def pick(key: str) -> Choice:
-            name = flat[key]
-            pre = f"{_prefix(key)}.{name}."
-            return Choice(name, {k[len(pre):]: v for k, v in flat.items() if k.startswith(pre)})
-
-        try:
-            epochs = int(flat["train.epochs"])
-            if max_epochs is not None:
-                epochs = min(epochs, max_epochs)
-            schedule = pick("lr_schedule.type") if "lr_schedule.type" in flat else Choice("none")
-            return cls(
-                encoders={m: pick(f"encoder.{m}") for m in modalities},
-                fusion=pick("fusion.type"),
-                fusion_weights=str(flat.get("fusion.weights", "fixed")),
-                head_hidden=int(flat["head.hidden"]),
-                head_dropout=float(flat["head.dropout"]),
-                loss=pick("loss.type"),
-                aux_weight=float(flat.get("loss.aux_weight", 0.0)),
-                optimizer=pick("optimizer.type"),
-                lr=float(flat["optimizer.lr"]),
-                weight_decay=float(flat.get("optimizer.weight_decay", 0.0)),
-                lr_schedule=schedule,
-                warmup_epochs=int(flat.get("lr_schedule.warmup_epochs", 0)),
-                batch_size=int(flat["train.batch_size"]),
-                epochs=max(1, epochs),
-                modality_dropout=float(flat.get("train.modality_dropout", 0.0)),
-                grad_clip=float(flat.get("train.grad_clip") or 0.0),
-                amp=_bool(flat.get("train.amp", True)),
-                augment=str(flat.get("train.augment", "none")),
-            )
-        except KeyError as exc:
-            raise ConfigError(f"trial configuration lacks {exc.args[0]!r}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -15,7 +15,14 @@ import re
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Scalar = Union[bool, int, float, str, None]
 
@@ -252,43 +259,18 @@ class ChoiceSection(_Strict):
         return {"choices": parsed, "shared": _parse_params(shared, ())}
 
 
-class ImagePrep(_Strict):
-    size: int = Field(64, ge=8, le=1024)
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+def prep_models() -> dict[str, type[BaseModel]]:
+    """Each registered modality's preprocessing settings model, by modality name."""
+    from autofusion.modalities import MODALITIES
 
-
-class TextPrep(_Strict):
-    max_length: int = Field(32, ge=1, le=4096)
-    max_vocab: int = Field(20000, ge=10)
-    min_freq: int = Field(1, ge=1)
-    lowercase: bool = True
-
-
-class AudioPrep(_Strict):
-    sample_rate: int = Field(16000, ge=1000, le=192000)
-    seconds: float = Field(2.0, gt=0, le=600)
-
-
-class VideoPrep(_Strict):
-    frames: int = Field(8, ge=1, le=256)
-    size: int = Field(64, ge=8, le=512)
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-
-PREP_MODELS: dict[str, type[_Strict]] = {
-    "image": ImagePrep,
-    "text": TextPrep,
-    "audio": AudioPrep,
-    "video": VideoPrep,
-}
+    return {name: mod.Prep for name, mod in MODALITIES.items()}
 
 
 class DataSection(_Strict):
     """Where the manifest's columns are and how rows are split and checked."""
 
-    columns: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, Union[str, list[str]]] = Field(default_factory=dict)
+    group: str | None = None  # a column whose rows stay in one split (a patient, a speaker, a reused file)
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
     on_bad_rows: Literal["error", "skip"] = "error"
@@ -312,14 +294,14 @@ class SearchSettings(_Strict):
     metric: str | None = None
     mode: Literal["min", "max"] | None = None
     sampler: Literal["tpe", "random", "cmaes", "gp", "nsga2"] = "tpe"
-    scheduler: Literal["asha", "hyperband", "median", "fifo"] = "asha"
+    scheduler: Literal["asha", "hyperband", "median", "fifo"] = "fifo"  # results, not timing, decide
     num_trials: int = Field(12, ge=1)
     max_epochs: int = Field(6, ge=1)
     grace_period: int = Field(1, ge=1)
     concurrency: int | None = Field(None, ge=1)
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
-    time_budget: float | None = Field(None, gt=0)
+    time_budget: float | None = Field(600.0, gt=0)  # seconds of trials; the best so far is kept
     objectives: list[str] = Field(default_factory=list)
     seed: int = 0
 
@@ -343,10 +325,25 @@ class TrainSection(_ParamSection):
     grad_clip: Param = 5.0
     amp: Param = True
     augment: Param = "none"
+    align_weight: Param = None
+    reconstruct_weight: Param = None
+    missing: Param = None
+    soup_k: Param = None
+    patience: Param = None  # early stopping: epochs without improvement before a trial ends (None, 0: off)
+    strategy: Param = None  # pretrained encoders: frozen (None), staged or finetune
+    frozen_epochs: Param = None  # staged only: epochs on frozen outputs first (None: half the epochs)
+    unfreeze_blocks: Param = 0  # staged only: the last N blocks are unfrozen (0: all)
+    encoder_lr_factor: Param = 0.1  # staged and finetune only: encoder lr = optimizer.lr * this
 
 
+# Training strategies (autofusion/train/): off, and left out of a trial's parameters, unless set,
+# so a space without them samples the same configurations (and trial seeds) as before.
+STRATEGY_KEYS = ("align_weight", "reconstruct_weight", "missing", "soup_k", "patience")
+# How pretrained encoders train: sampled only where train.strategy asks for them (spaces.sample).
+PRETRAINED_KEYS = ("strategy", "frozen_epochs", "unfreeze_blocks", "encoder_lr_factor")
 # The train section's keys, in the order they are sampled (epochs last: it defaults to the budget).
-TRAIN_KEYS = ("batch_size", "modality_dropout", "grad_clip", "amp", "augment", "epochs")
+TRAIN_KEYS = ("batch_size", "modality_dropout", "grad_clip", "amp", "augment", *STRATEGY_KEYS, *PRETRAINED_KEYS,
+              "epochs")
 
 
 class HeadSection(_ParamSection):

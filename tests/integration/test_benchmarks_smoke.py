@@ -80,3 +80,16 @@ def test_quality_smoke(run_smoke):
         assert any(m.startswith(name) for m in methods), methods
     for r in rows:
         assert 0.0 <= float(r[2]) <= 1.0, r  # a test accuracy
+
+
+@pytest.mark.slow
+def test_realdata_smoke(run_smoke):
+    out = run_smoke("realdata.py")
+    (rows,) = _tables(out)
+    methods = [r[0] for r in rows]
+    for name in ("image:", "text:", "early fusion", "late fusion", "majority class", "autofusion default search"):
+        assert any(m.startswith(name) for m in methods), methods
+    for r in rows:
+        assert 0.0 <= float(r[1]) <= 1.0 and 0.0 <= float(r[2]) <= 1.0, r  # accuracy and macro-F1 of test predictions
+        assert float(r[3]) >= 0, r  # wall seconds
+    assert re.search(r"beat the best scikit-learn reference on demo-smoke\? accuracy: (YES|NO), search", out), out

@@ -32,7 +32,7 @@ def test_installed_entry_point_search_promote_predict(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Best: trial 1" in run.stdout and "autofusion promote --search" in run.stdout
-    assert "Hand-built default (trial 1, mid fusion): val_accuracy=" in run.stdout and "it is the best" in run.stdout
+    assert "Hand-built default (trial 1, mid fusion): val_f1_macro=" in run.stdout and "it is the best" in run.stdout
     assert "Traceback" not in run.stderr
     res = CliRunner().invoke(cli, ["promote", "--task", "image_text", "--tracking-uri", uri])
     assert res.exit_code == 0, res.output
@@ -45,12 +45,12 @@ def test_installed_entry_point_search_promote_predict(tmp_path):
     preds = pd.read_csv(out)
     assert len(preds) == 64 and {"predicted_label", "prob_alpha"} <= set(preds.columns)
     res = CliRunner().invoke(cli, ["trials", "--task", "image_text", "--tracking-uri", uri])
-    assert res.exit_code == 0 and "val_accuracy" in res.output
+    assert res.exit_code == 0 and "val_f1_macro" in res.output
 
 
 @pytest.mark.parametrize("args,message", [
     (["--data", "missing.csv"], "missing.csv' does not exist"),
-    (["--task", "nope"], "unknown task 'nope'; known: audio_video, image_audio, image_text, text_audio"),
+    (["--task", "nope"], "unknown task 'nope'; known: audio_video, image_audio, image_tabular, image_text, text_audio"),
     (["--metric", "val_bogus"], "unknown metric 'val_bogus'"),
 ])
 def test_bad_input_one_line_exit_2_nothing_in_mlflow(tmp_path, args, message):

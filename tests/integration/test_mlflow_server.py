@@ -12,9 +12,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from autofusion import registry_ops, tracking, views
-from autofusion.search import SearchOptions, run_search
+from autofusion import modelregistry, tracking
 from autofusion.metrics import metric_names
+from autofusion.search.driver import run_search
+from autofusion.search.records import SearchOptions
+from autofusion.search.runs import read_trials
+from autofusion.search.table import trial_rows
 from tests import procs
 
 pytestmark = pytest.mark.slow
@@ -73,18 +76,19 @@ def test_run_tree_through_the_server(searched):
         assert {"fusion.type", "fusion.weights", "encoder.image", "encoder.text", "optimizer.type", "optimizer.lr",
                 "train.batch_size", "train.epochs"} <= set(p)
         epochs = int(ch.data.tags["autofusion.epochs_run"])
-        assert epochs == 2  # ASHA's grace period is the whole run here: nothing is pruned
+        assert epochs == 2  # no scheduler, and patience 3 never ends 2 epochs: nothing is pruned
         for name in metric_names("classification"):
             hist = c.get_metric_history(ch.info.run_id, name)
             assert sorted(m.step for m in hist) == [1, 2], name
-        assert ch.data.metrics["num_params"] > 0 and "best_val_accuracy" in ch.data.metrics
+        assert ch.data.metrics["num_params"] > 0 and "best_val_f1_macro" in ch.data.metrics
     artifacts = {a.path for a in c.list_artifacts(result.parent_run_id)}
     assert {"space.yaml", "trials.csv", "data"} <= artifacts
     # the trials view reads the same tree back through the server
-    rows = views.trial_rows(url, parent)
+    rows = trial_rows(read_trials(url, parent), parent.data.params["search.metric"],
+                      best_run_id=parent.data.tags["autofusion.best_run_id"])
     assert sorted(r["run_id"] for r in rows) == sorted(t.run_id for t in result.trials)
     assert [r["best"] for r in sorted(rows, key=lambda r: r["run_id"] != result.best.run_id)] == [True, False]
-    assert all(r["epochs"] == 2 and r["val_accuracy"] is not None for r in rows)
+    assert all(r["epochs"] == 2 and r["val_f1_macro"] is not None for r in rows)
 
 
 def test_model_logged_on_best_child_only(searched, server):
@@ -92,8 +96,12 @@ def test_model_logged_on_best_child_only(searched, server):
     _, root = server
     c = tracking.client(url)
     models = c.search_logged_models(experiment_ids=[result.experiment_id])
-    assert len(models) == 1
-    lm = models[0]
+    kept = result.ensemble is not None and result.ensemble.kept  # the ensemble is logged in the search's run
+    assert len(models) == (2 if kept else 1)
+    if kept:
+        ens = [m for m in models if m.source_run_id == result.parent_run_id]
+        assert len(ens) == 1 and ens[0].name == "ensemble"
+    lm = next(m for m in models if m.source_run_id != result.parent_run_id)
     assert lm.source_run_id == result.best.run_id and lm.name == "model"
     assert result.model_uri == f"models:/{lm.model_id}"
     assert lm.artifact_location.startswith("mlflow-artifacts:")  # proxied by the server
@@ -105,11 +113,12 @@ def test_model_logged_on_best_child_only(searched, server):
 
 def test_promote_and_load_champion_through_the_server(searched):
     result, url, home = searched
-    p = registry_ops.promote(url, task="image_text")
+    p = modelregistry.promote(url, task="image_text")
     assert (p.version, p.moved, p.previous) == ("1", True, None)
     c = tracking.client(url)
     mv = c.get_model_version_by_alias("image_text", "champion")
-    assert str(mv.version) == "1" and mv.run_id == result.best.run_id
+    kept = result.ensemble is not None and result.ensemble.kept  # then the ensemble is the search's model
+    assert str(mv.version) == "1" and mv.run_id == (result.parent_run_id if kept else result.best.run_id)
     assert mv.tags["autofusion.search_run_id"] == result.parent_run_id
     mlflow.set_tracking_uri(url)
     model = mlflow.pyfunc.load_model("models:/image_text@champion")

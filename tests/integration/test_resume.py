@@ -15,17 +15,31 @@ from pathlib import Path
 import pytest
 
 from autofusion import tracking
-from autofusion.search import SearchOptions, run_search
+from autofusion.search.driver import run_search
+from autofusion.search.records import SearchOptions
 
 pytestmark = pytest.mark.slow
+
+
+# Trials slow enough (a CNN on 64 px images, a GRU, two epochs on 280 rows) that the search
+# is still running when the test has seen one trial finish and sends its signal.
+SLOW_SPACE = """
+extends: image_text
+modalities: {image: {size: 64}}
+encoders:
+  image: {choices: {pixels: null, mobilenet_v3_small: null}}
+  text: {choices: {tfidf: null, embedding_bag: null, transformer: null}}
+"""
 
 
 def _start(tmp_path: Path, uri: str, trials: int) -> subprocess.Popen:
     exe = shutil.which("autofusion") or str(Path(sys.executable).parent / "autofusion")
     env = {**os.environ, "AUTOFUSION_HOME": str(tmp_path / ".autofusion")}
+    space = tmp_path / "slow.yaml"
+    space.write_text(SLOW_SPACE)
     return subprocess.Popen(
-        [exe, "search", "--task", "image_text", "--num-trials", str(trials), "--max-epochs", "1",
-         "--concurrency", "1", "--demo-samples", "48", "--tracking-uri", uri, "--quiet"],
+        [exe, "search", "--space", str(space), "--num-trials", str(trials), "--max-epochs", "2",
+         "--concurrency", "1", "--demo-samples", "400", "--tracking-uri", uri, "--quiet"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -53,6 +67,7 @@ def _wait_for_finished_trial(uri: str, proc: subprocess.Popen, timeout: float = 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_interrupted_search_resumes_without_duplicates(tmp_path, ray_local, sig):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    tracking.check_store(uri)  # created here, under its lock: the polling below must not migrate it alongside the search
     proc = _start(tmp_path, uri, trials=3)
     parent = _wait_for_finished_trial(uri, proc)
     c = tracking.client(uri)
@@ -73,7 +88,8 @@ def test_interrupted_search_resumes_without_duplicates(tmp_path, ray_local, sig)
     assert sorted(int(r.data.tags["autofusion.trial_number"]) for r in children) == [1, 2, 3]
     assert first <= {r.info.run_id for r in children}  # finished trials kept, not rerun
     assert all(r.info.status in ("FINISHED", "FAILED") for r in children)
-    for r in children:
-        assert [m.step for m in c.get_metric_history(r.info.run_id, "val_accuracy")] == [1]
+    for r in children:  # each epoch logged once: no trial ran twice into one run
+        steps = sorted(m.step for m in c.get_metric_history(r.info.run_id, "val_accuracy"))
+        assert steps == list(range(1, len(steps) + 1)) and steps, steps
     assert c.get_run(parent).info.status == "FINISHED"
     assert len(result.trials) == 3 and result.best is not None and result.model_uri

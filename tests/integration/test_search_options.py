@@ -1,23 +1,23 @@
-"""Search options end to end: the same seed gives the same trials, a multi-objective search
+"""Search options end to end: the same seed gives the same trials (two at a time), a multi-objective search
 gives a Pareto front, warm start seeds the sampler, and a real Ray cluster started with
-``ray start --head`` on loopback runs the search through ``--address``."""
+``ray start --head`` with Ray's default settings (token authentication) runs the
+search through ``--address``."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from autofusion import state, tracking
-from autofusion.search import SearchOptions, run_search
+from autofusion import tracking
+from autofusion.search import resume
+from autofusion.search.driver import run_search
+from autofusion.search.records import SearchOptions
+from tests.raycluster import env_for, ray_head
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +35,20 @@ def _signature(result):
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory, ray_local):
-    """One search with seed 7, shared: run again for reproducibility, and warm-started from."""
+    """One search with seed 7, two trials at a time, shared: run again for reproducibility, and
+    warm-started from."""
     root = tmp_path_factory.mktemp("options")
-    return run_search(_opts(root, seed=7, experiment="a")), root
+    return run_search(_opts(root, seed=7, experiment="a", num_trials=4, concurrency=2)), root
 
 
 def test_same_seed_same_trials_and_metrics(seeded):
+    """Two trials at a time, which one ends first varies from run to run; the sampler is told
+    results in the order it suggested them (search/searcher.py), so the same trials run."""
     a, root = seeded
-    b = run_search(_opts(root, seed=7, experiment="b"))
+    b = run_search(_opts(root, seed=7, experiment="b", num_trials=4, concurrency=2))
+    assert a.settings.concurrency == b.settings.concurrency == 2 and a.settings.scheduler == "fifo"
     assert _signature(a) == _signature(b)  # another seed giving other trials: test_search_settings
+    assert (a.best.config, a.test_metrics) == (b.best.config, b.test_metrics)
 
 
 def test_multi_objective_search_reports_a_pareto_front(tmp_path, ray_local):
@@ -61,57 +66,29 @@ def test_warm_start_copies_the_finished_trials(seeded):
     second = run_search(_opts(root, experiment="second", warm_start=first.parent_run_id, seed=1))
     home = root / ".autofusion"
     src = optuna.load_study(study_name=first.parent_run_id,
-                            storage=state.journal_storage(state.state_dir(home, first.parent_run_id)))
+                            storage=resume.journal_storage(resume.state_dir(home, first.parent_run_id)))
     dst = optuna.load_study(study_name=second.parent_run_id,
-                            storage=state.journal_storage(state.state_dir(home, second.parent_run_id)))
+                            storage=resume.journal_storage(resume.state_dir(home, second.parent_run_id)))
     done = [t for t in src.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(dst.trials) == len(done) + 2
     assert [t.params for t in dst.trials[:len(done)]] == [t.params for t in done]
     assert len(second.trials) == 2  # warm-start trials inform the sampler; they are not MLflow runs
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_search_on_a_ray_cluster_started_with_ray_start(tmp_path):
-    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    port = _free_port()
-    # Token auth is Ray's default; the loopback test cluster opts out so the test does not depend on
-    # ~/.ray/auth_token, which other local Ray instances on this machine may rewrite.
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-                             "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats",
-                             "--temp-dir", ray_tmp],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
+    """The README's recipe as written, against a head with Ray's default settings: a token in
+    ~/.ray/auth_token (the head's own HOME here) turns token authentication on, and the search,
+    with no RAY_AUTH_MODE of its own, sends that token."""
+    with ray_head(tmp_path / "cluster") as head:
+        assert "Token authentication is enabled" in head.log.read_text()
         exe = shutil.which("autofusion") or str(Path(sys.executable).parent / "autofusion")
         uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-        deadline = time.time() + 120  # the head takes a few seconds to listen
-        while time.time() < deadline:
-            with socket.socket() as s:
-                s.settimeout(1)
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert head.poll() is None, "ray start --head exited"
-            time.sleep(1)
-        time.sleep(3)
-        run = subprocess.run([exe, "search", "--address", f"127.0.0.1:{port}", "--num-trials", "2",
+        run = subprocess.run([exe, "search", "--address", head.address, "--num-trials", "2",
                               "--max-epochs", "1", "--concurrency", "2", "--demo-samples", "48",
                               "--tracking-uri", uri, "--quiet"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=400, env={**env, "AUTOFUSION_HOME": str(tmp_path / ".autofusion")})
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert "Best: trial" in run.stdout
-        c = tracking.client(uri)
-        exp = c.get_experiment_by_name("image_text")
-        assert len(c.search_runs([exp.experiment_id], "tags.`autofusion.kind` = 'trial'")) == 2
-    finally:
-        head.terminate()
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+                             timeout=400, env=env_for(head.home, AUTOFUSION_HOME=str(tmp_path / ".autofusion")))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Best: trial" in run.stdout
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name("image_text")
+    assert len(c.search_runs([exp.experiment_id], "tags.`autofusion.kind` = 'trial'")) == 2

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import requests
 
-from autofusion import registry_ops
-from autofusion.search import SearchOptions, run_search
+from autofusion import modelregistry
+from autofusion.search.driver import run_search
+from autofusion.search.records import SearchOptions
 from tests import procs
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ def served(tmp_path_factory, ray_local):
         mp.chdir(root)  # a new experiment's artifacts go under the working folder's ./mlruns
         run_search(SearchOptions(task="image_text", num_trials=1, max_epochs=1, seed=0, demo_samples=64,
                                  tracking_uri=uri, home=str(home), quiet=True))
-    p = registry_ops.promote(uri, task="image_text")
+    p = modelregistry.promote(uri, task="image_text")
     assert p.moved and p.version == "1"
     demo = home / "demo" / "image_text-64-0"
     manifest = pd.read_csv(demo / "manifest.csv")

@@ -221,6 +221,11 @@ def _mlruns_unwritable(ctx: Ctx) -> tuple[list[str], list[str]]:
     return ["--tracking-uri", uri], [str(mlruns / "mlflow.db"), "is not writable", "--tracking-uri"]
 
 
+def _line_of(path: Path, text: str) -> int:
+    """The 1-based line of ``path`` that holds ``text`` (the space files change; the rule doesn't)."""
+    return next(i for i, line in enumerate(path.read_text().splitlines(), start=1) if text in line)
+
+
 # ------------------------------------------------------------------ the catalogue
 
 LR = ("optimizer", "lr")
@@ -229,8 +234,8 @@ CASES: list[Case] = [
     # --- search-space files
     Case("space-bad-yaml", lambda ctx: (
         ["--space", str(p := _space_text(ctx, "mid: {dim: 64}", "mid: {dim: 64"))],
-        [str(p), "invalid YAML: line 44, column 5: expected ',' or '}'",
-         "(while parsing a flow mapping that starts at line 43, column 10)"])),
+        [str(p), f"invalid YAML: line {(n := _line_of(p, 'mid: {dim: 64')) + 1}, column 5: expected ',' or '}}'",
+         f"(while parsing a flow mapping that starts at line {n}, column 10)"])),
     Case("space-missing-file", flag_case("--space", "no_such_space.yaml",
                                          needles=("no_such_space.yaml' does not exist",
                                                                   "autofusion spaces show TASK > my_space.yaml"))),

@@ -21,7 +21,8 @@ import yaml
 
 from autofusion import tracking
 from autofusion.metrics import metric_names
-from autofusion.search import SearchOptions, run_search
+from autofusion.search.driver import run_search
+from autofusion.search.records import SearchOptions
 from tests import procs
 from tests.reliability.common import SPACES
 

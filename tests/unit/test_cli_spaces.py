@@ -82,8 +82,8 @@ def test_validate_a_shown_and_edited_copy(runner, tmp_path):
     result = runner.invoke(cli, ["spaces", "validate", str(path)])
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        f"{path}: ok (task image_audio; modalities image, audio; 5 encoders, 2 fusion operators, "
-        "3 losses, 4 optimizers)\n"
+        f"{path}: ok (task image_audio; modalities image, audio; 7 encoders, 2 fusion operators, "
+        "4 losses, 4 optimizers)\n"
     )
 
 
@@ -102,7 +102,7 @@ BAD_EDITS = {
     "lr-zero": (lambda d: d["optimizer"].update(lr=0), "optimizer.lr: the learning rate must be > 0, but got 0"),
     "unknown-encoder": (lambda d: d["encoders"]["image"]["choices"].update(resnet81={}),
                         "encoders.image.choices.resnet81: unknown image encoder 'resnet81'; "
-                        "known: efficientnet_b0, mobilenet_v3_small, resnet18, small_cnn"),
+                        "known: clip, efficientnet_b0, mobilenet_v3_small, pixels, resnet18, small_cnn, timm"),
     "low-above-high": (lambda d: d["head"].update(dropout={"type": "float", "low": 0.5, "high": 0.1}),
                        "head.dropout: low <= high must hold, but got (low=0.5, high=0.1)"),
 }

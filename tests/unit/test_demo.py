@@ -18,6 +18,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from autofusion.data import demo
 from autofusion.data.demo import TASKS, demo_manifest, write_demo
 from autofusion.errors import ConfigError
+from autofusion.modalities.text import FILLER, WORD_GROUPS
 
 N = 40
 
@@ -49,9 +50,18 @@ def _check_video(path: Path) -> None:
 
 
 def _check_text(text: str) -> None:
-    vocabulary = set(demo._FILLER) | {w for groups in demo._WORD_GROUPS for g in groups for w in g}
+    vocabulary = set(FILLER) | {w for groups in WORD_GROUPS for g in groups for w in g}
     words = text.split()
     assert 8 <= len(words) <= 12 and set(words) <= vocabulary
+
+
+TABULAR_COLUMNS = ["score", "grade", "noise", "shop"]
+
+
+def _check_tabular(row: dict[str, str]) -> None:
+    assert row["grade"] in "pqrstu" and row["shop"].startswith("shop")
+    for number in (row["score"], row["noise"]):
+        assert number == "" or np.isfinite(float(number))
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -60,7 +70,8 @@ def test_write_demo_layout_and_files(task: str, tmp_path: Path) -> None:
     assert manifest == tmp_path / "manifest.csv"
     with manifest.open(newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle))
-    assert header == ["id", *TASKS[task], "label"]
+    columns = [c for m in TASKS[task] for c in (TABULAR_COLUMNS if m == "tabular" else [m])]
+    assert header == ["id", *columns, "label"]
     rows = _rows(manifest)
     assert [r["id"] for r in rows] == [str(i) for i in range(N)]
     checks = {"image": _check_image, "audio": _check_audio, "video": _check_video}
@@ -68,6 +79,9 @@ def test_write_demo_layout_and_files(task: str, tmp_path: Path) -> None:
         for modality in TASKS[task]:
             if modality == "text":
                 _check_text(row["text"])
+                continue
+            if modality == "tabular":
+                _check_tabular(row)
                 continue
             relative = row[modality]
             assert not Path(relative).is_absolute() and ".." not in Path(relative).parts
@@ -128,7 +142,7 @@ def test_demo_manifest_replaces_a_folder_without_manifest(tmp_path: Path) -> Non
 
 
 def test_unknown_task() -> None:
-    message = "unknown task 'x'; known: audio_video, image_audio, image_text, text_audio"
+    message = "unknown task 'x'; known: audio_video, image_audio, image_tabular, image_text, text_audio"
     for call in (lambda: write_demo("x", "unused"), lambda: demo_manifest("x", Path("unused"))):
         with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
             call()

@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autofusion.data.manifest import candidate_columns, parse_columns_flag, read_manifest, resolve_columns
+from autofusion.data.manifest import (
+    candidate_columns,
+    parse_columns_flag,
+    read_manifest,
+    resolve_columns,
+)
 from autofusion.data.splits import TEST, TRAIN, VAL, assign_splits, parse_split_column
 from autofusion.errors import DataError
 
@@ -131,14 +136,18 @@ def test_non_utf8_csv_names_line_and_byte(tmp_path):
 
 def test_parse_columns_flag():
     assert parse_columns_flag(None) == {}
-    assert parse_columns_flag(" image = poster , text=plot,,") == {"image": "poster", "text": "plot"}
+    assert parse_columns_flag(" image = poster , text=plot,,") == {"image": ["poster"], "text": ["plot"]}
+    # A part without "=" adds a column to the role before it (several images; tabular columns).
+    assert parse_columns_flag("image=front,back,text=plot") == {"image": ["front", "back"], "text": ["plot"]}
+    assert parse_columns_flag("image=front,image=back") == {"image": ["front", "back"]}
 
 
 @pytest.mark.parametrize("flag, message", [
     ("image", "--columns: expected ROLE=COLUMN, got 'image'"),
     ("image=", "--columns: expected ROLE=COLUMN, got 'image='"),
-    ("picture=poster", "--columns: unknown role 'picture'; known: image, text, audio, video, label, split"),
+    ("picture=poster", "--columns: unknown role 'picture'; known: image, text, audio, video, sensor, tabular, label, split, group"),
     ("label=a,label=b", "--columns: role 'label' is given twice ('a' and 'b')"),
+    ("label=a,b", "--columns: role 'label' takes one column, but got 'a' and 'b'"),
 ])
 def test_parse_columns_flag_errors(flag, message):
     with pytest.raises(DataError) as info:
@@ -152,12 +161,12 @@ def test_candidate_columns_are_case_insensitive_and_most_specific_first():
 
 
 @pytest.mark.parametrize("columns, expected", [
-    (["image", "text", "label"], {"image": "image", "text": "text", "label": "label"}),
-    (["img", "caption", "target"], {"image": "img", "text": "caption", "label": "target"}),
-    (["Photo", "Review", "Class", "Split"], {"image": "Photo", "text": "Review", "label": "Class", "split": "Split"}),
+    (["image", "text", "label"], {"image": ["image"], "text": ["text"], "label": ["label"]}),
+    (["img", "caption", "target"], {"image": ["img"], "text": ["caption"], "label": ["target"]}),
+    (["Photo", "Review", "Class", "Split"], {"image": ["Photo"], "text": ["Review"], "label": ["Class"], "split": ["Split"]}),
     # An exact role name wins over other synonyms.
-    (["picture", "image", "caption", "text", "y"], {"image": "image", "text": "text", "label": "y"}),
-    (["image", "text", "label", "partition"], {"image": "image", "text": "text", "label": "label", "split": "partition"}),
+    (["picture", "image", "caption", "text", "y"], {"image": ["image"], "text": ["text"], "label": ["y"]}),
+    (["image", "text", "label", "partition"], {"image": ["image"], "text": ["text"], "label": ["label"], "split": ["partition"]}),
 ])
 def test_columns_inferred_from_names(columns, expected):
     assert resolve_columns(frame(columns), Path("m.csv"), ["image", "text"]) == expected
@@ -170,8 +179,8 @@ def test_ambiguous_columns_need_a_choice():
     assert str(info.value) == (
         "m.csv: several columns could be the text (caption, description); pick one with --columns text=COLUMN"
     )
-    roles = resolve_columns(df, Path("m.csv"), ["image", "text"], flag={"text": "description"})
-    assert roles == {"image": "img", "text": "description", "label": "label"}
+    roles = resolve_columns(df, Path("m.csv"), ["image", "text"], flag={"text": ["description"]})
+    assert roles == {"image": ["img"], "text": ["description"], "label": ["label"]}
 
 
 def test_no_label_column():
@@ -185,24 +194,24 @@ def test_no_label_column():
 def test_flag_wins_over_space_and_names():
     df = frame(["image", "poster", "plot", "text", "label", "genre"])
     roles = resolve_columns(df, Path("m.csv"), ["image", "text"],
-                            space={"image": "poster", "label": "genre"}, flag={"text": "plot"})
-    assert roles == {"image": "poster", "text": "plot", "label": "genre"}
+                            space={"image": "poster", "label": "genre"}, flag={"text": ["plot"]})
+    assert roles == {"image": ["poster"], "text": ["plot"], "label": ["genre"]}
 
 
 def test_a_given_column_is_never_guessed_for_another_role():
     # "text" holds the labels here; the text role must fall back to "caption".
     df = frame(["img", "caption", "text"])
-    roles = resolve_columns(df, Path("m.csv"), ["image", "text"], flag={"label": "text"})
-    assert roles == {"image": "img", "text": "caption", "label": "text"}
+    roles = resolve_columns(df, Path("m.csv"), ["image", "text"], flag={"label": ["text"]})
+    assert roles == {"image": ["img"], "text": ["caption"], "label": ["text"]}
 
 
 @pytest.mark.parametrize("flag, space, message", [
-    ({"image": "poster"}, None, "m.csv: column 'poster' (--columns image) not found; columns: image, text, label"),
+    ({"image": ["poster"]}, None, "m.csv: column 'poster' (--columns image) not found; columns: image, text, label"),
     (None, {"label": "genre"}, "m.csv: column 'genre' (data.columns label) not found; columns: image, text, label"),
-    ({"audio": "text"}, None, "--columns audio=text: audio is not a modality of this space (modalities: image, text)"),
-    ({"image": "text", "text": "text"}, None, "m.csv: column 'text' is given for both image and text"),
+    ({"audio": ["text"]}, None, "--columns audio=text: audio is not a modality of this space (modalities: image, text)"),
+    ({"image": ["text"], "text": ["text"]}, None, "m.csv: column 'text' is given for both image and text"),
 ])
-def test_given_column_errors(flag, space, message):
+def test_given_column_errors(flag, space, message):  # noqa: D103
     with pytest.raises(DataError) as info:
         resolve_columns(frame(["image", "text", "label"]), Path("m.csv"), ["image", "text"], flag=flag, space=space)
     assert str(info.value) == message
@@ -280,3 +289,15 @@ def test_too_few_rows_to_split():
         "too few rows (1) to split off a val set (1 rows) and keep training rows; "
         "add rows, lower data.val_fraction or give a split column"
     )
+
+
+def test_columns_of_a_modality_found_by_their_contents(tmp_path):
+    """Columns no name gives away are recognised by what they hold: every column of image
+    paths is an image input (four photos of a house), free text is text."""
+    df = pd.DataFrame({
+        "frontal": ["a/1.jpg", "a/2.jpg", "a/3.jpg"], "kitchen": ["k/1.png", "k/2.png", "k/3.png"],
+        "notes": ["a big old house by the sea", "small flat with a view", "new build near the school"],
+        "price": [1.5, 2.0, 3.25],
+    })
+    roles = resolve_columns(df, Path("m.csv"), ["image", "text"], flag={"label": ["price"]})
+    assert roles == {"image": ["frontal", "kitchen"], "text": ["notes"], "label": ["price"]}

@@ -112,12 +112,13 @@ def csv_data(tmp_path):
 def test_prepared_data_shapes_and_meta(csv_data):
     d = prep(csv_data)
     n = N_PER_CLASS * len(CLASSES)
-    assert d.arrays["image"].shape == (n, 3, 32, 32) and d.arrays["image"].dtype == np.uint8
-    assert d.arrays["text"].shape == (n, 16) and d.arrays["text"].dtype == np.int32
+    # 8 px images and 4-word captions: sizes chosen from the data (the space leaves them unset).
+    assert d.arrays["image"].shape == (n, 3, 16, 16) and d.arrays["image"].dtype == np.uint8
+    assert d.arrays["text"].shape == (n, 8) and d.arrays["text"].dtype == np.int32
     assert d.targets.dtype == np.int64 and d.split.dtype == np.int8
     m = d.meta
     assert (m.target, m.classes, m.rows, m.skipped, m.bad_rows) == ("classification", list(CLASSES), n, 0, [])
-    assert m.columns == {"image": "image", "text": "caption", "label": "label"}
+    assert m.columns == {"image": ["image"], "text": ["caption"], "label": ["label"]}
     assert m.split_source == "seeded" and sum(m.split_counts.values()) == n
     assert sum(m.class_counts) == m.split_counts["train"]
     assert d.row_ids.tolist() == list(range(1, n + 1))
@@ -144,7 +145,7 @@ def test_columns_override(tmp_path):
     records = [{"poster": r["image"], "plot": r["caption"], "genre": r["label"]} for r in rows(tmp_path)]
     path = write(records, tmp_path / "m.csv")
     d = prep(path, columns={"image": "poster", "text": "plot"})
-    assert d.meta.columns == {"image": "poster", "text": "plot", "label": "genre"}
+    assert d.meta.columns == {"image": ["poster"], "text": ["plot"], "label": ["genre"]}
     with pytest.raises(DataError) as info:
         prep(path, columns={"image": "photo"})
     assert str(info.value) == f"{path}: column 'photo' (--columns image) not found; columns: poster, plot, genre"
@@ -278,7 +279,8 @@ def test_corrupt_and_missing_audio(tmp_path):
         "row 3 audio: 'wav/2.wav': not a readable audio file (LibsndfileError)",
         "row 6 audio: 'wav/gone.wav': file not found",
     ]
-    assert d.arrays["audio"].shape == (22, 4000) and d.arrays["audio"].dtype == np.float32
+    # 0.1 s clips: 0.25 s kept (the shortest length chosen from the data) at their 8 kHz rate
+    assert d.arrays["audio"].shape == (22, 2000) and d.arrays["audio"].dtype == np.float32
 
 
 def test_single_class_is_unusable(tmp_path):
@@ -444,10 +446,11 @@ def test_inspect_facts(tmp_path):
     f = inspect_facts(path, seed=0, home=tmp_path / "home")
     assert f["task"] == "image_text" and f["format"] == "csv" and f["rows"] == 24
     assert f["roles"] == {"image": "image", "text": "caption", "label": "label"}
+    assert any(c.startswith("image.size=16") for c in f["chosen"])
     assert f["target"] == "classification"
     assert f["bad_rows"] == {"count": 5, "problems": 6, "first": BAD_ROWS}
     assert (f["skipped"], f["kept"]) == (5, 19)
-    assert f["modality_presence"]["image"] == {"column": "image", "present": 23, "missing": 1,
+    assert f["modality_presence"]["image"] == {"column": "image", "modality": "image", "present": 23, "missing": 1,
                                                "missing_allowed": False, "unreadable": 2}
     assert f["modality_presence"]["text"]["missing"] == 1
     assert f["modality_combinations"] == {"image+text": 22, "image": 1, "text": 1}

@@ -4,7 +4,7 @@ is compared in its own direction."""
 
 from __future__ import annotations
 
-from autofusion import registry_ops, tracking
+from autofusion import modelregistry, tracking
 
 
 def _fake_search(uri: str, exp_id: str, metrics: dict[str, float]) -> str:
@@ -30,13 +30,13 @@ def test_explicit_metric_is_compared_in_its_own_direction(sqlite_uri):
     a = _fake_search(sqlite_uri, exp, {"test_loss": 1.0, "test_f1_macro": 0.3})
     b = _fake_search(sqlite_uri, exp, {"test_loss": 0.9, "test_f1_macro": 0.5})
     c = _fake_search(sqlite_uri, exp, {"test_loss": 0.8, "test_f1_macro": 0.1})
-    p = registry_ops.promote(sqlite_uri, search=a, metric="test_f1_macro")
+    p = modelregistry.promote(sqlite_uri, search=a, metric="test_f1_macro")
     assert (p.version, p.moved) == ("1", True)
     # a higher f1 wins although the search itself minimised val_loss
-    p = registry_ops.promote(sqlite_uri, search=b, metric="test_f1_macro")
+    p = modelregistry.promote(sqlite_uri, search=b, metric="test_f1_macro")
     assert (p.version, p.moved) == ("2", True) and "beats version 1" in p.reason
-    p = registry_ops.promote(sqlite_uri, search=c, metric="test_f1_macro")
+    p = modelregistry.promote(sqlite_uri, search=c, metric="test_f1_macro")
     assert not p.moved and "does not beat version 2" in p.reason
     # the default metric (the search's, on test) keeps the search's mode: lower loss wins
-    p = registry_ops.promote(sqlite_uri, search=c)
+    p = modelregistry.promote(sqlite_uri, search=c)
     assert p.metric == "test_loss" and p.moved and "beats version 2" in p.reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from autofusion.searcher import ScheduledOptunaSearch
+from autofusion.search.searcher import ScheduledOptunaSearch
 from autofusion.spaces import define_by_run, load_space
 
 SPACE = load_space("image_text")
@@ -49,8 +49,9 @@ def test_a_failed_trial_is_told_failed():
 
 
 def test_the_trial_that_ran_the_hand_built_default_is_found():
-    from autofusion.report import matching_trial
-    from autofusion.search import TrialRecord, default_trial
+    from autofusion.search.handbuilt import default_trial
+    from autofusion.search.records import TrialRecord
+    from autofusion.search.selection import matching_trial
 
     default = default_trial(SPACE, "classification")
     sampled = {k: v for k, v in default.items() if not k.startswith("fusion.")} | {"fusion.type": "attention",
@@ -62,3 +63,70 @@ def test_the_trial_that_ran_the_hand_built_default_is_found():
               TrialRecord("c", 3, {**same, "optimizer.lr": 0.004})]
     assert matching_trial(trials, default).number == 2  # constants (train.epochs) are not in the space's params
     assert matching_trial(trials[:1], default) is None
+
+
+def test_a_trial_its_early_stopping_ended_is_finished_not_pruned():
+    searcher = ScheduledOptunaSearch(space=define_by_run(SPACE, 8), metric="val_accuracy", mode="max",
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher.suggest("t")
+    for epoch, v in enumerate([0.6, 0.7, 0.65], 1):
+        searcher.on_trial_result("t", {"val_accuracy": v, "training_iteration": epoch, "planned_epochs": 30.0})
+    searcher.on_trial_complete("t", result={"val_accuracy": 0.65, "training_iteration": 3, "planned_epochs": 30.0,
+                                            "converged": 1.0})
+    assert (searcher._ot_study.trials[0].state, searcher._ot_study.trials[0].value) == (TrialState.COMPLETE, 0.7)
+
+
+def _lagged(seed: int = 0) -> ScheduledOptunaSearch:
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=2, multivariate=True, group=True,
+                                         constant_liar=True)
+    return ScheduledOptunaSearch(space=define_by_run(SPACE, 8), metric="val_accuracy", mode="max", sampler=sampler,
+                                 lag=2)
+
+
+def _score(config: dict) -> float:
+    """A deterministic result of a configuration (what a seeded trial gives)."""
+    return round(float(config["optimizer.lr"]) * 50 + (config["fusion.type"] == "gated") * 0.3, 6)
+
+
+def _simulate(searcher: ScheduledOptunaSearch, n: int, later_first: bool) -> list[dict]:
+    """Two trials at a time; each time both run, either the earlier or the later one finishes first.
+    A suggestion that has to wait (None) waits for the other running trial."""
+    configs: dict[str, dict] = {}
+    running: list[str] = []
+    started = 0
+
+    def finish(tid: str) -> None:
+        running.remove(tid)
+        searcher.on_trial_result(tid, {"val_accuracy": _score(configs[tid]), "training_iteration": 1,
+                                       "planned_epochs": 1.0})
+        searcher.on_trial_complete(tid, {"val_accuracy": _score(configs[tid]), "training_iteration": 1,
+                                         "planned_epochs": 1.0})
+
+    while started < n or running:
+        while started < n and len(running) < 2:
+            tid = f"t{started}"
+            config = searcher.suggest(tid)
+            if config is None:
+                break
+            configs[tid] = {k: v for k, v in config.items()}
+            running.append(tid)
+            started += 1
+        finish(running[-1] if later_first and len(running) > 1 else running[0])
+    searcher.flush()
+    return [configs[f"t{i}"] for i in range(n)]
+
+
+def test_the_sampler_sees_the_same_history_whatever_finishes_first():
+    in_order = _simulate(_lagged(), 8, later_first=False)
+    reversed_ = _simulate(_lagged(), 8, later_first=True)
+    assert in_order == reversed_  # the same trials, whichever of two running trials ended first
+    told = _lagged()
+    assert told.suggest("a") is not None and told.suggest("b") is not None
+    told.on_trial_complete("b", {"val_accuracy": 0.5, "training_iteration": 1, "planned_epochs": 1.0})
+    assert told.suggest("c") is None  # "a" is still running: its result comes before "c" is sampled
+    assert [t.state for t in told._ot_study.trials] == [TrialState.RUNNING, TrialState.RUNNING]
+    told.on_trial_complete("a", {"val_accuracy": 0.4, "training_iteration": 1, "planned_epochs": 1.0})
+    assert told.suggest("c") is not None  # "a" told; "b" (suggested after "a") is held back still
+    assert [t.state for t in told._ot_study.trials][:2] == [TrialState.COMPLETE, TrialState.RUNNING]
+    told.flush()
+    assert [t.state for t in told._ot_study.trials][:2] == [TrialState.COMPLETE, TrialState.COMPLETE]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torchaudio
 from torch import Tensor, nn
 
-from autofusion.data.info import ModalityInfo
+from autofusion.components import Size
+from autofusion.modalities import ModalityInfo
 from autofusion.models.base import Encoder, Tokens, register_encoder
 
 
@@ -27,7 +28,7 @@ def _conv_stack(c_in: int, width: int, depth: int, conv: type[nn.Module], pool: 
 class MelCNN(Encoder):
     """A 2-D CNN on a log-mel spectrogram."""
 
-    def __init__(self, info: ModalityInfo, *, n_mels: int = 32, width: int = 16, depth: int = 3) -> None:
+    def __init__(self, info: ModalityInfo, *, n_mels: Size = 32, width: Size = 16, depth: Size = 3) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=info.sample_rate, n_fft=512, hop_length=256, n_mels=n_mels
@@ -46,7 +47,7 @@ class MelCNN(Encoder):
 class MFCCGRU(Encoder):
     """A GRU over MFCC frames."""
 
-    def __init__(self, info: ModalityInfo, *, n_mfcc: int = 20, hidden: int = 64) -> None:
+    def __init__(self, info: ModalityInfo, *, n_mfcc: Size = 20, hidden: Size = 64) -> None:
         super().__init__()
         self.mfcc = torchaudio.transforms.MFCC(
             sample_rate=info.sample_rate, n_mfcc=n_mfcc,
@@ -66,7 +67,7 @@ class MFCCGRU(Encoder):
 class WaveCNN(Encoder):
     """A 1-D CNN on the raw waveform, with a strided first layer."""
 
-    def __init__(self, info: ModalityInfo, *, width: int = 16, depth: int = 4) -> None:
+    def __init__(self, info: ModalityInfo, *, width: Size = 16, depth: Size = 4) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv1d(1, width, 64, stride=16, padding=24, bias=False),

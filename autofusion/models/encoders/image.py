@@ -5,18 +5,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from autofusion.data.info import ModalityInfo
-from autofusion.errors import ConfigError
+from autofusion.components import Size
+from autofusion.modalities import ModalityInfo
+from autofusion.models import weights
 from autofusion.models.base import Encoder, Tokens, register_encoder
+
+MAX_GRID = 8  # token-level fusion sees at most 8 x 8 cells per image: attention cost grows with their square
 
 
 class _FeatureMapEncoder(Encoder):
-    """Encoder whose backbone yields a feature map ``[B, C, h, w]``; tokens are its cells."""
+    """Encoder whose backbone yields a feature map ``[B, C, h, w]``; tokens are its cells,
+    average-pooled to at most ``MAX_GRID`` x ``MAX_GRID`` (a 96 px photo through a small CNN
+    would otherwise give 144 tokens, and four photos per row 576 for attention to pair up)."""
 
     backbone: nn.Module
 
     def tokens(self, x: Tensor) -> Tokens:
         fmap = self.backbone(x)
+        if fmap.shape[-2] > MAX_GRID or fmap.shape[-1] > MAX_GRID:
+            fmap = nn.functional.adaptive_avg_pool2d(fmap, (min(fmap.shape[-2], MAX_GRID), min(fmap.shape[-1], MAX_GRID)))
         return fmap.flatten(2).transpose(1, 2), None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -27,7 +34,7 @@ class _FeatureMapEncoder(Encoder):
 class SmallCNN(_FeatureMapEncoder):
     """A few conv-BN-ReLU blocks; fast on CPU, the demo default."""
 
-    def __init__(self, info: ModalityInfo, *, width: int = 32, depth: int = 3) -> None:
+    def __init__(self, info: ModalityInfo, *, width: Size = 32, depth: Size = 3) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
@@ -47,16 +54,7 @@ class SmallCNN(_FeatureMapEncoder):
 def _torchvision_backbone(
     name: str, pretrained: bool, freeze: bool
 ) -> tuple[nn.Module, int]:
-    import torchvision
-
-    weights = "DEFAULT" if pretrained else None
-    try:
-        net = getattr(torchvision.models, name)(weights=weights)
-    except Exception as exc:  # download failures, missing weights
-        raise ConfigError(
-            f"image encoder {name!r}: cannot load pretrained weights ({exc}); "
-            "set pretrained: false or put the weights in the torch hub cache"
-        ) from None
+    net = weights.torchvision_net(name, pretrained)  # from the torch hub cache; never downloads
     if name.startswith("resnet"):
         out_dim = net.fc.in_features
         body = nn.Sequential(*list(net.children())[:-2])
@@ -80,6 +78,11 @@ def _last_channels(body: nn.Module) -> int:
 
 class _TorchvisionEncoder(_FeatureMapEncoder):
     arch = ""
+
+    @classmethod
+    def check_weights(cls, params: dict) -> None:
+        """``pretrained: true`` needs the weights in the torch hub cache (checked before any run)."""
+        weights.check_torchvision(cls.arch, params)
 
     def __init__(self, info: ModalityInfo, *, pretrained: bool = False, freeze: bool = False) -> None:
         super().__init__()

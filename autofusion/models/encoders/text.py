@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from autofusion.data.info import ModalityInfo
+from autofusion.components import Rate, Size
+from autofusion.modalities import ModalityInfo
 from autofusion.models.base import Encoder, Tokens, register_encoder
 
 
@@ -13,7 +14,7 @@ from autofusion.models.base import Encoder, Tokens, register_encoder
 class EmbeddingBag(Encoder):
     """Mean of word embeddings: a strong, fast bag-of-words baseline."""
 
-    def __init__(self, info: ModalityInfo, *, dim: int = 64) -> None:
+    def __init__(self, info: ModalityInfo, *, dim: Size = 64) -> None:
         super().__init__()
         self.embed = nn.Embedding(info.vocab_size, dim, padding_idx=0)
         self.out_dim = dim
@@ -27,7 +28,7 @@ class BiGRU(Encoder):
     """Bidirectional GRU over embeddings; tokens are its per-position outputs."""
 
     def __init__(
-        self, info: ModalityInfo, *, dim: int = 64, hidden: int = 64, layers: int = 1
+        self, info: ModalityInfo, *, dim: Size = 64, hidden: Size = 64, layers: Size = 1
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(info.vocab_size, dim, padding_idx=0)
@@ -44,8 +45,8 @@ class TextTransformer(Encoder):
     """A small Transformer encoder with learned positions."""
 
     def __init__(
-        self, info: ModalityInfo, *, dim: int = 64, heads: int = 4, layers: int = 2,
-        dropout: float = 0.1,
+        self, info: ModalityInfo, *, dim: Size = 64, heads: Size = 4, layers: Size = 2,
+        dropout: Rate = 0.1,
     ) -> None:
         super().__init__()
         if dim % heads:

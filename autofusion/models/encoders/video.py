@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from torch import Tensor, nn
 
-from autofusion.data.info import ModalityInfo
+from autofusion.components import NameOf, Size
+from autofusion.modalities import ModalityInfo
+from autofusion.models import weights
 from autofusion.models.base import ENCODERS, Encoder, Tokens, register_encoder
 
 
@@ -24,7 +28,7 @@ class _FrameEncoder(Encoder):
 class FramePool(_FrameEncoder):
     """A per-frame CNN with temporal average pooling."""
 
-    def __init__(self, info: ModalityInfo, *, frame_encoder: str = "small_cnn", width: int = 16) -> None:
+    def __init__(self, info: ModalityInfo, *, frame_encoder: Annotated[str, NameOf("image")] = "small_cnn", width: Size = 16) -> None:
         super().__init__(info, frame_encoder, {"width": width} if frame_encoder == "small_cnn" else {})
         self.out_dim = self.frame.out_dim
 
@@ -37,7 +41,7 @@ class FrameGRU(_FrameEncoder):
     """A per-frame CNN followed by a GRU over time."""
 
     def __init__(
-        self, info: ModalityInfo, *, frame_encoder: str = "small_cnn", width: int = 16, hidden: int = 64
+        self, info: ModalityInfo, *, frame_encoder: Annotated[str, NameOf("image")] = "small_cnn", width: Size = 16, hidden: Size = 64
     ) -> None:
         super().__init__(info, frame_encoder, {"width": width} if frame_encoder == "small_cnn" else {})
         self.gru = nn.GRU(self.frame.out_dim, hidden, batch_first=True)
@@ -52,11 +56,14 @@ class FrameGRU(_FrameEncoder):
 class R3D18(Encoder):
     """torchvision's 3-D ResNet-18 (randomly initialised unless ``pretrained``)."""
 
+    @classmethod
+    def check_weights(cls, params: dict) -> None:
+        """``pretrained: true`` needs the weights in the torch hub cache (checked before any run)."""
+        weights.check_torchvision("r3d_18", params)
+
     def __init__(self, info: ModalityInfo, *, pretrained: bool = False) -> None:
         super().__init__()
-        import torchvision
-
-        net = torchvision.models.video.r3d_18(weights="DEFAULT" if pretrained else None)
+        net = weights.torchvision_net("r3d_18", pretrained)  # from the torch hub cache; never downloads
         self.body = nn.Sequential(*list(net.children())[:-2])
         self.out_dim = net.fc.in_features
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from autofusion.components import Rate, Size
 from autofusion.models.base import Fusion, Tokens, register_fusion
 from autofusion.models.fusion._common import (
     batch_info,
@@ -35,10 +36,10 @@ class EarlyFusion(Fusion):
         num_outputs: int,
         weights: str = "fixed",
         *,
-        dim: int = 64,
-        heads: int = 4,
-        layers: int = 1,
-        dropout: float = 0.1,
+        dim: Size = 64,
+        heads: Size = 4,
+        layers: Size = 1,
+        dropout: Rate = 0.1,
     ) -> None:
         super().__init__(in_dims, num_outputs, weights)
         dim = round_up(dim, heads)

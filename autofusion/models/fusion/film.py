@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
 
+from autofusion.components import NameOf, Size
 from autofusion.errors import ConfigError
 from autofusion.models.base import Fusion, Tokens, register_fusion
 from autofusion.models.fusion._common import (
@@ -34,8 +37,8 @@ class FiLMFusion(Fusion):
         num_outputs: int,
         weights: str = "fixed",
         *,
-        dim: int = 64,
-        target: str | None = None,
+        dim: Size = 64,
+        target: Annotated[str | None, NameOf("modality")] = None,
     ) -> None:
         super().__init__(in_dims, num_outputs, weights)
         if target is None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from autofusion.components import Size
 from autofusion.models.base import Fusion, register_fusion
-from autofusion.models.fusion._common import batch_info, pooled_inputs, presence, projections
+from autofusion.models.fusion._common import (
+    batch_info,
+    pooled_inputs,
+    presence,
+    projections,
+)
 
 
 @register_fusion("gated")
@@ -19,7 +25,7 @@ class GatedMultimodalUnit(Fusion):
     """
 
     def __init__(
-        self, in_dims: dict[str, int], num_outputs: int, weights: str = "fixed", *, dim: int = 64
+        self, in_dims: dict[str, int], num_outputs: int, weights: str = "fixed", *, dim: Size = 64
     ) -> None:
         super().__init__(in_dims, num_outputs, weights)
         self.dim = dim

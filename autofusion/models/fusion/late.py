@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from torch import Tensor, nn
 
+from autofusion.components import Ge, Rate
 from autofusion.models.base import Fusion, register_fusion
 from autofusion.models.fusion._common import (
     batch_info,
@@ -29,8 +32,8 @@ class LateFusion(Fusion):
         num_outputs: int,
         weights: str = "fixed",
         *,
-        hidden: int = 64,
-        dropout: float = 0.0,
+        hidden: Annotated[int, Ge(0)] = 64,
+        dropout: Rate = 0.0,
     ) -> None:
         super().__init__(in_dims, num_outputs, weights)
         heads: list[nn.Module] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from autofusion.components import Size
 from autofusion.models.base import Fusion, register_fusion
 from autofusion.models.fusion._common import (
     batch_info,
@@ -24,7 +25,7 @@ class MidFusion(Fusion):
     """
 
     def __init__(
-        self, in_dims: dict[str, int], num_outputs: int, weights: str = "fixed", *, dim: int = 64
+        self, in_dims: dict[str, int], num_outputs: int, weights: str = "fixed", *, dim: Size = 64
     ) -> None:
         super().__init__(in_dims, num_outputs, weights)
         self.proj = projections(in_dims, dim, act=nn.ReLU)

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from autofusion.components import Size
 from autofusion.errors import ConfigError
 from autofusion.models.base import Fusion, register_fusion
 from autofusion.models.fusion._common import (
@@ -41,8 +42,8 @@ class TensorFusion(Fusion):
         num_outputs: int,
         weights: str = "fixed",
         *,
-        dim: int = 16,
-        out: int = 64,
+        dim: Size = 16,
+        out: Size = 64,
     ) -> None:
         super().__init__(in_dims, num_outputs, weights)
         self.proj = projections(in_dims, dim)
@@ -80,8 +81,8 @@ class LowRankTensorFusion(Fusion):
         num_outputs: int,
         weights: str = "fixed",
         *,
-        rank: int = 4,
-        out: int = 64,
+        rank: Size = 4,
+        out: Size = 64,
     ) -> None:
         super().__init__(in_dims, num_outputs, weights)
         # std 1/sqrt(d+1) keeps each factor's output near unit scale, so the product over

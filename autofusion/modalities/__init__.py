@@ -1,0 +1,14 @@
+"""One module per modality (image, text, audio, video, ...); importing this package fills
+the ``MODALITIES`` registry. See ``base.Modality`` for what a modality describes."""
+
+from autofusion.modalities import audio, image, sensor, tabular, text, video  # noqa: F401  (fill the registry)  # noqa: F401  (fill the registry)
+from autofusion.modalities.base import (
+    MODALITIES,
+    Choice,
+    DecodeError,
+    Modality,
+    ModalityInfo,
+    PrepSettings,
+)
+
+__all__ = ["MODALITIES", "Choice", "DecodeError", "Modality", "ModalityInfo", "PrepSettings"]

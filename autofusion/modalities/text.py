@@ -1,0 +1,180 @@
+"""Text: words and punctuation ids from a vocabulary built on the training split only, which
+travels with the logged model (as JSON) so serving tokenises exactly like training.
+
+Encoders that read text their own way (TF-IDF, a pretrained tokenizer) start from the raw
+strings instead (see ``autofusion.models.features``)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from autofusion.modalities.base import (
+    Choice,
+    Modality,
+    ModalityInfo,
+    PrepSettings,
+    register_modality,
+    round_up,
+)
+
+PAD, UNK = 0, 1
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+MAX_LENGTH_CAP = 256  # tokens, on the CPU
+MAX_LENGTH_CAP_GPU = 512
+
+
+class TextPrep(PrepSettings):
+    """max_length: tokens kept per text (None: the 95th percentile of the training texts'
+    lengths, capped); max_vocab, min_freq, lowercase: the word vocabulary."""
+
+    max_length: int | None = Field(None, ge=1, le=4096)
+    max_vocab: int = Field(20000, ge=10)
+    min_freq: int = Field(1, ge=1)
+    lowercase: bool = True
+
+
+def tokenize(text: str, lowercase: bool = True) -> list[str]:
+    """Words and punctuation marks."""
+    return _WORD.findall(text.lower() if lowercase else text)
+
+
+def as_text(cell: Any) -> str:
+    """A manifest cell as text ('' for an empty one)."""
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return ""
+    try:
+        import pandas as pd
+
+        if cell is pd.NA:
+            return ""
+    except ImportError:  # pragma: no cover
+        pass
+    return str(cell)
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Token -> id; 0 is padding and 1 unknown."""
+
+    tokens: tuple[str, ...]
+    lowercase: bool = True
+
+    @classmethod
+    def build(cls, texts: Iterable[str], *, max_vocab: int, min_freq: int, lowercase: bool) -> "Vocab":
+        counts: Counter[str] = Counter()
+        for t in texts:
+            counts.update(tokenize(t, lowercase))
+        kept = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_freq]
+        return cls(tokens=("<pad>", "<unk>", *kept[: max(0, max_vocab - 2)]), lowercase=lowercase)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, texts: Iterable[str], max_length: int) -> np.ndarray:
+        """Texts -> int32 ``[N, max_length]`` ids, truncated and zero-padded."""
+        index = {w: i for i, w in enumerate(self.tokens)}
+        rows = []
+        for t in texts:
+            ids = [index.get(w, UNK) for w in tokenize(t, self.lowercase)][:max_length]
+            rows.append(ids + [PAD] * (max_length - len(ids)))
+        return np.asarray(rows, dtype=np.int32).reshape(-1, max_length)
+
+    def to_json(self) -> dict:
+        return {"tokens": list(self.tokens), "lowercase": self.lowercase}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Vocab":
+        return cls(tokens=tuple(data["tokens"]), lowercase=bool(data["lowercase"]))
+
+
+def length_choice(lengths: Sequence[int], *, cuda: bool, what: str, unit: str = "words") -> Choice:
+    """The 95th percentile of ``lengths``, rounded up to a multiple of 8, capped."""
+    cap = MAX_LENGTH_CAP_GPU if cuda else MAX_LENGTH_CAP
+    if not len(lengths):
+        return Choice(what, 32, "no training text; the default")
+    p95 = float(np.percentile(lengths, 95))
+    value = max(8, min(cap, round_up(max(p95, 1), 8)))
+    capped = f", capped at {cap}" if value == cap and p95 > cap else ""
+    return Choice(what, value, f"95th percentile of {len(lengths)} training texts: {p95:.0f} {unit}{capped}")
+
+
+@register_modality
+class TextModality(Modality):
+    name = "text"
+    Prep = TextPrep
+    dtype = np.int32
+
+    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[Choice]]:
+        if prep.get("max_length") is not None:
+            return dict(prep), []
+        lengths = [len(tokenize(as_text(t), prep.get("lowercase", True))) for t in sample]
+        c = length_choice(lengths, cuda=cuda, what="text.max_length")
+        return {**prep, "max_length": c.value}, [c]
+
+    def defaults(self, prep: dict) -> dict:
+        return {**prep, "max_length": prep.get("max_length") or 32}
+
+    def shape(self, prep: dict) -> tuple[int, ...]:
+        return (prep["max_length"],)
+
+    def fit(self, cells: Sequence[Any], prep: dict) -> dict:
+        vocab = Vocab.build((as_text(c) for c in cells), max_vocab=prep["max_vocab"], min_freq=prep["min_freq"],
+                            lowercase=prep["lowercase"])
+        return {"vocab": vocab.to_json()}
+
+    def encode(self, cells: Sequence[Any], prep: dict, state: dict) -> np.ndarray:
+        return Vocab.from_json(state["vocab"]).encode((as_text(c) for c in cells), prep["max_length"])
+
+    def info(self, prep: dict, state: dict) -> ModalityInfo:
+        size = len(state["vocab"]["tokens"]) if state.get("vocab") else 2
+        return ModalityInfo("text", vocab_size=size, max_length=prep["max_length"])
+
+    def augment(self, x: Tensor) -> Tensor:
+        """10% of the word ids replaced by <unk>."""
+        drop = (torch.rand(x.shape, device=x.device) < 0.1) & (x != PAD)
+        return torch.where(drop, torch.full_like(x, UNK), x)
+
+    def recognises(self, values: Sequence[Any]) -> bool:
+        """Free text: strings, most with several words, not file paths."""
+        vals = [v for v in values if isinstance(v, str) and v.strip()]
+        if not vals:
+            return False
+        multiword = sum(len(v.split()) >= 3 for v in vals) / len(vals)
+        return multiword >= 0.5 and len(set(vals)) >= 0.5 * len(vals)
+
+    def render_demo(self, bits: tuple[int, int], rng: np.random.Generator, path: Path) -> str | None:
+        return render_text(*bits, rng)
+
+
+# --- the demo ------------------------------------------------------------------------------
+
+# 4 groups of 5 key words and 40 filler words (60 words in all).
+WORD_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("cat", "dog", "horse", "rabbit", "goat"), ("car", "train", "boat", "truck", "plane")),
+    (("apple", "pear", "plum", "grape", "lemon"), ("hammer", "spoon", "brush", "ladder", "kettle")),
+)
+FILLER: tuple[str, ...] = (
+    "the", "a", "an", "this", "that", "some", "near", "over", "under", "beside",
+    "behind", "with", "and", "or", "then", "today", "later", "quietly", "slowly", "quickly",
+    "big", "small", "old", "new", "seen", "found", "left", "kept", "moved", "placed",
+    "there", "here", "again", "often", "very", "just", "still", "maybe", "also", "from",
+)
+
+
+def render_text(first: int, second: int, rng: np.random.Generator) -> str:
+    """8-12 words: 2-3 words of one group per attribute among filler words, shuffled."""
+    length = int(rng.integers(8, 13))
+    words: list[str] = []
+    for bit, groups in zip((first, second), WORD_GROUPS):
+        words += rng.choice(groups[bit], size=int(rng.integers(2, 4))).tolist()
+    words += rng.choice(FILLER, size=length - len(words)).tolist()
+    return " ".join(words[i] for i in rng.permutation(len(words)))

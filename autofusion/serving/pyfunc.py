@@ -1,0 +1,201 @@
+"""The logged model: an MLflow pyfunc that takes raw inputs and preprocesses them itself.
+
+Input: a DataFrame with one column per input of the model (see ``serving.inputs``). Image,
+audio and video cells are file paths, or the file's bytes base64-encoded (optionally as a
+``data:...;base64,`` URI), so a REST client can send them; text cells are text. Output: the
+predicted label and one probability column per class (``prob_<class>``), or ``prediction``
+for numeric targets. The preprocessing settings, what each modality fitted on the training
+split (the vocabulary), the fitted feature extractors (TF-IDF; a pretrained encoder's
+tokenizer, image size and normalisation, sample rate) and the label names travel in the
+model's artifacts, and the same modality code runs, so serving preprocesses exactly like
+training. A pretrained backbone is rebuilt from its config saved in the metadata and gets its
+weights from the logged state dict: loading the model needs no hub and no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autofusion.data.prepare import DataMeta
+from autofusion.data.splits import TEST
+from autofusion.modalities import MODALITIES
+from autofusion.models.build import build_model, whole_model
+from autofusion.models.features import load_extractor
+from autofusion.serving.inputs import missing, model_inputs
+from autofusion.trial import Choice, TrialConfig
+
+try:
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover - mlflow is a dependency
+    PythonModel = object  # type: ignore[misc,assignment]
+
+
+class FusionPyfunc(PythonModel):
+    """Rebuilds the trained FusionModel from its config and weights; predicts from raw inputs."""
+
+    def load_context(self, context: Any) -> None:
+        import torch
+
+        self.meta = DataMeta.from_json(json.loads(Path(context.artifacts["meta"]).read_text()))
+        raw = json.loads(Path(context.artifacts["trial_config"]).read_text())
+        raw["encoders"] = {m: Choice(**c) for m, c in raw["encoders"].items()}
+        for key in ("fusion", "loss", "optimizer", "lr_schedule"):
+            raw[key] = Choice(**raw[key])
+        self.tc = TrialConfig(**raw)
+        # Whole (every pretrained backbone in it), built from the saved configs: the weights,
+        # pretrained ones included, are all in the state dict; nothing is read from a hub.
+        self.model = build_model(self.tc, self.meta, layout="whole", pretrained=False)
+        self.model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
+        self.model.eval()
+        folder = Path(context.artifacts["extractors"]) if "extractors" in context.artifacts else None
+        keys = {k for k in self.model.feature_keys.values() if k is not None}
+        self.extractors = {k: load_extractor(folder / k) for k in keys} if folder else {}
+
+    def outputs(self, df: pd.DataFrame, cache: dict[str, Any] | None = None) -> np.ndarray:
+        """Class (or label) probabilities, or regression outputs, ``[rows, outputs]``; ``cache``
+        shares decoded inputs between the members of an ensemble."""
+        import torch
+
+        inputs, present = model_inputs(df, self.meta, self.model.feature_keys, self.extractors, cache)
+        with torch.no_grad():
+            out = self.model(inputs, present).float()
+        if self.meta.target == "regression":
+            return out.numpy().astype(np.float64)
+        probs = torch.sigmoid(out) if self.meta.target == "multilabel" else torch.softmax(out, dim=-1)
+        return probs.numpy().astype(np.float64)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return output_frame(self.outputs(df.reset_index(drop=True)), self.meta)
+
+
+def output_frame(outputs: np.ndarray, meta: DataMeta) -> pd.DataFrame:
+    """The prediction frame: ``label`` and ``prob_<class>`` columns, or ``prediction``."""
+    if meta.target == "regression":  # learned on the log scale: back to the targets' own (data.labels.target_scale)
+        pred = np.exp(outputs[:, 0]) if (meta.target_scale or {}).get("log") else outputs[:, 0]
+        return pd.DataFrame({"prediction": pred})
+    if meta.target == "multilabel":
+        labels = [",".join(c for c, p in zip(meta.classes, row) if p >= 0.5) for row in outputs]
+    else:
+        labels = [meta.classes[i] for i in outputs.argmax(axis=1)]
+    res = pd.DataFrame({"label": labels})
+    for j, c in enumerate(meta.classes):
+        res[f"prob_{c}"] = outputs[:, j]
+    return res
+
+
+def input_example(data: Any, rows: int = 2) -> pd.DataFrame:
+    """A few test rows as raw inputs, one column per input (every column of a multi-column
+    input): file cells base64-encoded so the example is self-contained."""
+    meta = data.meta
+    idx = data.indices(TEST)[:rows] if len(data.indices(TEST)) else np.arange(min(rows, len(data.split)))
+    ex: dict[str, list[Any]] = {}
+    for spec in meta.input_specs:
+        cells = data.raw[spec.name]
+        if isinstance(cells, pd.DataFrame):  # a multi-column input: its columns as they are
+            for c in cells.columns:  # numbers as floats: the signature must accept a missing one later
+                ex[c] = [None if missing(v) else (float(v) if _is_number(v) else v) for v in cells[c].iloc[idx]]
+        elif MODALITIES.get(spec.modality).file_based:
+            ex[spec.name] = ["" if v is None else base64.b64encode(Path(v).read_bytes()).decode("ascii")
+                             for v in cells.iloc[idx]]
+        else:
+            ex[spec.name] = ["" if missing(v) else str(v) for v in cells.iloc[idx]]
+    return pd.DataFrame(ex)
+
+
+def signature(data: Any, example: pd.DataFrame, predicted: pd.DataFrame) -> Any:
+    """The model's signature from its example; the columns of a multi-column (tabular) input
+    accept any type and may be left out: a request's integers, floats, strings and missing
+    cells all mean what they meant in the manifest (MLflow would refuse int64 for a column
+    it saw as float64)."""
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    loose = {c for spec in data.meta.input_specs if isinstance(data.raw.get(spec.name), pd.DataFrame)
+             for c in data.raw[spec.name].columns}
+    sig = infer_signature(example, predicted)
+    sig.inputs = Schema([ColSpec(AnyType(), c.name, required=False) if c.name in loose else c
+                         for c in sig.inputs.inputs])
+    return sig
+
+
+def save_model_files(folder: Path, model: Any, tc: Any, data: Any) -> dict[str, str]:
+    """Writes what :class:`FusionPyfunc` loads besides the data's meta into ``folder``: the
+    whole model's weights, its trial config and its fitted feature extractors; returns them
+    as MLflow artifacts (``weights``, ``trial_config``, ``extractors``). An ensemble's members
+    are saved this way too, one folder each."""
+    import torch
+
+    model = whole_model(model, tc, data.meta)
+    torch.save(model.state_dict(), folder / "weights.pt")
+    (folder / "trial_config.json").write_text(json.dumps(asdict(tc), default=str))
+    (folder / "extractors").mkdir()
+    for key in {k for k in model.feature_keys.values() if k is not None}:  # fitted TF-IDF vocabularies, ...
+        data.extractors[key].save(folder / "extractors" / key)
+    return {k: str(folder / f) for k, f in (("weights", "weights.pt"), ("trial_config", "trial_config.json"),
+                                            ("extractors", "extractors"))}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def log_fusion_model(uri: str, run_id: str, model: Any, tc: Any, data: Any) -> str:
+    """Logs the model as an MLflow pyfunc in the trial's run; returns its ``models:/`` URI.
+
+    The logged model is whole: a trial that trained on a frozen encoder's cached outputs is
+    logged with that encoder's backbone and reads raw inputs like any other."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        (t / "meta.json").write_text(json.dumps(data.meta.to_json()))
+        artifacts = {"meta": str(t / "meta.json"), **save_model_files(t, model, tc, data)}
+        return log_pyfunc(uri, run_id, "model", FusionPyfunc, artifacts, data)
+
+
+class ArtifactContext:
+    """The part of MLflow's ``PythonModelContext`` a pyfunc's ``load_context`` reads."""
+
+    def __init__(self, artifacts: dict[str, str]) -> None:
+        self.artifacts = artifacts
+        self.model_config: dict = {}
+
+
+def log_pyfunc(uri: str, run_id: str, name: str, model_cls: type, artifacts: dict[str, str], data: Any) -> str:
+    """Loads ``model_cls`` from ``artifacts`` here first (its predictions on the input example
+    give the signature; a model that cannot predict fails before anything is logged), then
+    logs it as model ``name`` in run ``run_id``; returns its ``models:/`` URI."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    example = input_example(data)
+    py = model_cls()
+    ctx = ArtifactContext(artifacts)
+    py.load_context(ctx)
+    sig = signature(data, example, py.predict(ctx, example))
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name=name, python_model=model_cls(), artifacts=artifacts, signature=sig,
+                                       input_example=example, pip_requirements=requirements())
+    return info.model_uri
+
+
+def requirements() -> list[str]:
+    """The pinned packages a logged model needs to load and predict."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in ("autofusion", "torch", "torchvision", "torchaudio", "mlflow", "pandas", "numpy", "pillow",
+                "soundfile", "av", "scikit-learn", "scipy", "transformers", "timm"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            pass
+    return reqs

@@ -1,0 +1,77 @@
+"""Scores of a model's outputs against targets (torchmetrics), and the loss the search
+reports beside them."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from autofusion.data.prepare import DataMeta
+from autofusion.metrics import DEFAULT_LOSS, PER_CLASS_LIMIT, class_keys
+from autofusion.models.losses import build_loss
+
+
+def output_metrics(out: Tensor, y: Tensor, meta: DataMeta, *, prefix: str,
+                   loss_fn: nn.Module | None = None) -> dict[str, float]:
+    """Loss (the target kind's default loss unless given) and scores of outputs already on
+    the CPU, keys prefixed."""
+    if loss_fn is None:
+        loss_fn = build_loss(DEFAULT_LOSS[meta.target], {}, meta.target, meta.class_counts)
+    res = {"loss": float(loss_fn.to("cpu")(out, y)), **score(out, y, meta)}
+    return {f"{prefix}_{k}": v for k, v in res.items()}
+
+
+def score(out: Tensor, y: Tensor, meta: DataMeta) -> dict[str, float]:
+    """torchmetrics scores of outputs against targets."""
+    import torchmetrics.functional as MF
+
+    if meta.target == "classification":
+        return class_scores(out.argmax(dim=-1) if out.ndim > 1 else out, y, meta.classes)
+    if meta.target == "multilabel":
+        n = meta.num_outputs
+        yi = y.int()
+        return {
+            "f1_macro": float(MF.f1_score(out, yi, task="multilabel", num_labels=n, average="macro")),
+            "f1_micro": float(MF.f1_score(out, yi, task="multilabel", num_labels=n, average="micro")),
+            "exact_match": float(MF.exact_match(out, yi, task="multilabel", num_labels=n)),
+        }
+    return {
+        "rmse": float(MF.mean_squared_error(out, y, squared=False)),
+        "mae": float(MF.mean_absolute_error(out, y)),
+        "r2": float(MF.r2_score(out.flatten(), y.flatten())) if len(y) > 1 else 0.0,
+    }
+
+
+def class_scores(pred: Tensor, y: Tensor, classes: list[str]) -> dict[str, float]:
+    """Accuracy, macro F1, recall and precision of predicted class ids, and (up to
+    ``PER_CLASS_LIMIT`` classes) each class's recall and precision (``recall.<class>``).
+
+    Macro averages run over the classes present in ``y`` or predicted (a class absent from
+    both says nothing); a class never predicted has precision 0, so a model that always
+    predicts the majority class scores at most 1/K of a perfect macro F1 and recall.
+    """
+    n = len(classes)
+    pred, y = pred.long().flatten(), y.long().flatten()
+    m = torch.bincount(y * n + pred, minlength=n * n).reshape(n, n).double()  # rows: true, columns: predicted
+    tp, support, predicted = m.diagonal(), m.sum(dim=1), m.sum(dim=0)
+    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    f1 = torch.where(recall + precision > 0, 2 * recall * precision / (recall + precision).clamp(min=1e-12),
+                     torch.zeros_like(tp))
+    seen = (support > 0) | (predicted > 0)
+    k = max(int(seen.sum()), 1)
+    out = {"accuracy": float(tp.sum() / max(len(y), 1)), "f1_macro": float(f1[seen].sum() / k),
+           "recall_macro": float(recall[seen].sum() / k), "precision_macro": float(precision[seen].sum() / k)}
+    if n <= PER_CLASS_LIMIT:
+        for key, r, p in zip(class_keys(classes), recall.tolist(), precision.tolist()):
+            out[f"recall.{key}"] = r
+            out[f"precision.{key}"] = p
+    return out
+
+
+@torch.no_grad()
+def confusion(out: Tensor, y: Tensor, num_classes: int) -> np.ndarray:
+    import torchmetrics.functional as MF
+
+    return MF.confusion_matrix(out, y, task="multiclass", num_classes=num_classes).numpy()

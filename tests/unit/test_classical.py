@@ -1,0 +1,84 @@
+"""Classical encoders: their features are fitted on the training split only, computed once per
+search, shared by every trial that picks them, and a model built on them trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from autofusion.data.prepare import prepare_data
+from autofusion.data.splits import TRAIN
+from autofusion.features import add_extractor, build_features
+from autofusion.models.build import build_model
+from autofusion.spaces.load import load_space
+from autofusion.train.loop import fit
+from autofusion.trial import TrialConfig
+from tests.helpers import flat_config
+
+
+def _text_manifest(tmp_path, n: int = 60):
+    rows = []
+    for i in range(n):
+        label = "ab"[i % 2]
+        rows.append({"text": f"{'good' if label == 'a' else 'bad'} item number{i} unique{i}", "audio": "", "label": label})
+    path = tmp_path / "m.csv"
+    pd.DataFrame(rows).drop(columns="audio").to_csv(path, index=False)
+    return path
+
+
+def _text_space(tmp_path):
+    import yaml
+
+    from autofusion.spaces.load import SPACES_DIR
+
+    raw = yaml.safe_load((SPACES_DIR / "text_audio.yaml").read_text())
+    raw["modalities"] = {"text": {}}
+    raw["encoders"] = {"text": {"choices": {"tfidf": {"char_ngrams": 0, "dim": 16}, "embedding_bag": {}}}}
+    raw["fusion"] = {"choices": {"mid": {}, "late": {}}}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_space(space=path)
+
+
+def test_tfidf_vocabulary_comes_from_the_training_split_only(tmp_path):
+    space = _text_space(tmp_path)
+    data = prepare_data(_text_manifest(tmp_path), space, home=tmp_path / "h")
+    notes = build_features(data, space)
+    assert len(notes) == 1 and "tfidf" in notes[0]
+    (key,) = data.extractors
+    vocab = set(data.extractors[key].vectorizers[0].vocabulary_)
+    texts = data.raw["text"]
+    train_words = {w for t in texts[data.split == TRAIN] for w in t.split()}
+    other_words = {w for t in texts[data.split != TRAIN] for w in t.split()} - train_words
+    assert other_words and not (vocab & other_words)  # e.g. unique57 of a test row is unknown
+    assert {"good", "bad"} <= vocab
+    x = data.features[f"text|{key}"]["x"]
+    assert x.shape == (len(texts), len(vocab)) and data.meta.feature_infos[key] == {"features": len(vocab)}
+
+
+def test_features_are_built_once_and_shared_by_trials(tmp_path):
+    space = _text_space(tmp_path)
+    data = prepare_data(_text_manifest(tmp_path), space, home=tmp_path / "h")
+    build_features(data, space)
+    first = data.features.copy()
+    assert build_features(data, space) == []  # already there: nothing is fitted again
+    assert data.features.keys() == first.keys()
+    key, built = add_extractor(data, "text", "tfidf", {"char_ngrams": 0, "dim": 64})  # dim does not shape features
+    assert not built and key in data.extractors
+
+
+def test_a_tfidf_model_learns_the_words(tmp_path):
+    space = _text_space(tmp_path)
+    data = prepare_data(_text_manifest(tmp_path, n=80), space, home=tmp_path / "h")
+    build_features(data, space)
+    flat = flat_config(["text"], {"text": "tfidf"}, "mid", **{"encoder.text.tfidf.char_ngrams": 0,
+                                                             "encoder.text.tfidf.dim": 16, "train.epochs": 8,
+                                                             "optimizer.lr": 3e-2})
+    tc = TrialConfig.from_flat(flat, ["text"])
+    torch.manual_seed(0)
+    model = build_model(tc, data.meta)
+    assert model.feature_keys["text"] in data.extractors
+    history = fit(model, data, tc, device=torch.device("cpu"))
+    assert max(h["val_accuracy"] for h in history) == 1.0
+    assert np.isfinite(history[-1]["train_loss"])
