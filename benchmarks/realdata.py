@@ -887,7 +887,22 @@ def bench(ds: Dataset, methods: set[str], repeats: int, search_args: list[str], 
                 break  # the CLI refused the data: every repeat would
         label = "autofusion default search" + (f" ({shlex.join(search_args)})" if search_args else "")
         rows.append(neural_row(label, "search", runs))
+    if "tabular" in methods and ds.roles.get("numeric", []) + ds.roles.get("categorical", []):
+        only = tabular_only(ds, tmp)
+        runs = [autofusion_run(only, search_args, tmp, f"tabular{i + 1}", timeout) for i in range(repeats)]
+        rows.append(neural_row("autofusion default search, tabular fields only (no photos)", "search", runs))
     return rows
+
+
+def tabular_only(ds: Dataset, tmp: Path) -> Dataset:
+    """The data set without its media columns (a copy of the manifest in the scratch folder):
+    what fusing the photos adds, measured by the same default search."""
+    media = [c for r in ("image", "text", "audio", "video") for c in ds.roles.get(r, [])]
+    manifest = tmp / f"{ds.name}-tabular-only.csv"
+    pd.read_csv(ds.manifest).drop(columns=media).to_csv(manifest, index=False)
+    roles = {r: c for r, c in ds.roles.items() if r not in ("image", "text", "audio", "video")}
+    return Dataset(ds.name, manifest, ds.df, roles, ds.label, ds.split, ds.target, ds.log_columns, ds.cli_args, ds.base,
+                   ds.split_source)
 
 
 def smoke_dataset(tmp: Path) -> Path:
@@ -907,7 +922,9 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"roles of --data's columns ({', '.join(ROLES)}; a role may repeat); only these are used")
     ap.add_argument("--label", default=None, help="--data's label column")
     ap.add_argument("--target", choices=["classification", "regression"], default=None, help="default: from the label")
-    ap.add_argument("--methods", default=None, help="of sklearn,fixed,search (default: all; --smoke: sklearn,search)")
+    ap.add_argument("--methods", default=None,
+                    help="of sklearn,fixed,search,tabular (default: all; --smoke: sklearn,search); tabular: the "
+                         "default search on a data set's tabular fields alone")
     ap.add_argument("--repeats", type=int, default=1, help="default searches per data set (3 for the published table)")
     ap.add_argument("--search-args", default="", help="extra flags for both autofusion searches, e.g. '--num-trials 24'")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split made for a manifest without one")
@@ -918,9 +935,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="afx-realdata-"))
     search_args = shlex.split(a.search_args)
-    methods = set((a.methods or ("sklearn,search" if a.smoke else "sklearn,fixed,search")).split(","))
-    if methods - {"sklearn", "fixed", "search"}:
-        raise SystemExit(f"--methods: unknown {', '.join(sorted(methods - {'sklearn', 'fixed', 'search'}))}")
+    known = {"sklearn", "fixed", "search", "tabular"}
+    methods = set((a.methods or ("sklearn,search" if a.smoke else ",".join(sorted(known)))).split(","))
+    if methods - known:
+        raise SystemExit(f"--methods: unknown {', '.join(sorted(methods - known))}")
     t_start = time.time()
     tasks = known_tasks(tmp)
     specs: list[tuple[str, Path, dict[str, Any]]] = []

@@ -4,18 +4,20 @@ and brands, rooms and areas) read as ONE input of the model.
 Which columns, and of which kind, comes from the space (``modalities: tabular: {numeric:
 [...], categorical: [...]}``), ``--columns tabular=price,brand``, or the data: tabular takes
 every column no other role took that holds numbers or few distinct strings (never an id).
-Numbers are numeric unless they are a handful of distinct whole numbers (flags, codes);
-a zip code is categorical only if declared so.
+Numbers are numeric unless they are a handful of distinct whole numbers (flags, codes) or
+whole numbers in a column named like a code (``zipcode``, ``postal_code``, ``store_id``).
 
 What is learned on the training rows (JSON, saved with the model): each numeric column's
-mean and standard deviation, each categorical column's vocabulary. A row becomes one
-float32 vector: standardised numbers (0 where missing), one missing indicator per number,
+mean and standard deviation (of its logarithm when its training values are all above 0
+and right-skewed: areas, prices, counts), each categorical column's vocabulary. A row
+becomes one float32 vector: standardised numbers (0 where missing), one missing indicator per number,
 and one category id per categorical column (0 missing, 1 unknown: a category not seen in
 training, e.g. at predict time, 2.. the known ones).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,6 +39,8 @@ FEW_INTEGERS = 4  # whole-number columns with at most this many distinct values 
 MAX_CATEGORIES = 1000  # distinct strings a column may have to be inferred categorical ...
 CATEGORY_SHARE = 0.2  # ... and at most this share of its non-empty rows
 CLIP = 10.0  # standardised numbers are clipped to [-CLIP, CLIP] (an outlier at predict time)
+LOG_SKEW = 1.0  # sample skewness from which a positive column is standardised on the log scale
+CODE_NAME = re.compile(r"(^|[_\W])(zip|zipcode|postcode|postal|code|id)($|[_\W])|zip|postcode|code$", re.I)
 
 
 class TabularPrep(PrepSettings):
@@ -131,7 +135,8 @@ class TabularModality(Modality):
         if not guessed:
             return {**prep, "numeric": num, "categorical": cat}, []
         kinds = {c: column_kind(frame[c], strict=False) for c in guessed}
-        new_num = [c for c in guessed if kinds[c] == "numeric"]
+        codes = [c for c in guessed if kinds[c] == "numeric" and is_code(frame[c])]
+        new_num = [c for c in guessed if kinds[c] == "numeric" and c not in codes]
         new_cat = [c for c in guessed if kinds[c] == "categorical"]
         chosen = []
         if new_num:
@@ -139,6 +144,9 @@ class TabularModality(Modality):
         if new_cat:
             chosen.append(Choice("tabular.categorical", new_cat, f"strings, or at most {FEW_INTEGERS} distinct "
                                                                   "whole numbers, in the training rows"))
+        if codes:
+            chosen.append(Choice("tabular.categorical", codes, "whole numbers in a column named like a code"))
+            new_cat += codes
         return {**prep, "numeric": num + new_num, "categorical": cat + new_cat}, chosen
 
     def defaults(self, prep: dict) -> dict:
@@ -155,9 +163,13 @@ class TabularModality(Modality):
         for c in prep["numeric"]:
             x = numbers(frame[c])
             x = x[np.isfinite(x)]
+            log = right_skewed(x)
+            if log:
+                x = np.log(x)
             mean = float(x.mean()) if len(x) else 0.0
             std = float(x.std()) if len(x) > 1 else 0.0
-            stats[c] = {"mean": mean, "std": std if std > 0 else 1.0}
+            stats[c] = {"mean": mean, "std": std if std > 0 else 1.0, "log": log,
+                        "floor": float(np.exp(x.min())) if log else 0.0}
         vocab = {}
         for c in prep["categorical"]:
             counts = pd.Series([category(v) for v in frame[c]], dtype=object).dropna().value_counts()
@@ -171,7 +183,7 @@ class TabularModality(Modality):
         frame = _frame(cells, prep)
         parts = []
         if prep["numeric"]:
-            x = np.stack([numbers(frame[c]) for c in prep["numeric"]], axis=1)
+            x = np.stack([_scaled(numbers(frame[c]), state["numeric"][c]) for c in prep["numeric"]], axis=1)
             mean = np.array([state["numeric"][c]["mean"] for c in prep["numeric"]])
             std = np.array([state["numeric"][c]["std"] for c in prep["numeric"]])
             missing = ~np.isfinite(x)
@@ -207,6 +219,31 @@ class TabularModality(Modality):
         noise = None if rng.random() < 0.1 else round(float(rng.normal(0, 1)), 3)
         shop = f"shop{int(rng.zipf(1.6)) % 30:02d}"
         return {"score": score, "grade": grade, "noise": noise, "shop": shop}
+
+
+def right_skewed(x: np.ndarray) -> bool:
+    """All of the (finite) training values above 0 and a sample skewness of at least
+    ``LOG_SKEW``: such a column (an area, a price, a count) is standardised on the log scale,
+    where its few large values no longer squeeze the others together."""
+    if len(x) < 3 or x.min() <= 0 or x.std() == 0:
+        return False
+    return float(np.mean((x - x.mean()) ** 3) / x.std() ** 3) >= LOG_SKEW
+
+
+def is_code(col: pd.Series) -> bool:
+    """Whole numbers in a column whose name says it is a code (zip codes, postal codes, shop
+    ids): their order means nothing, so they are categories."""
+    x = numbers(col)
+    x = x[np.isfinite(x)]
+    return bool(CODE_NAME.search(str(col.name or ""))) and len(x) > 0 and bool(np.all(x == np.round(x)))
+
+
+def _scaled(x: np.ndarray, stats: dict) -> np.ndarray:
+    """A numeric column on the scale its statistics were fitted on (values at or below 0 in
+    a log-scaled column are raised to the training minimum first)."""
+    if not stats.get("log"):
+        return x
+    return np.log(np.maximum(x, stats["floor"]))
 
 
 def _frame(cells: Any, prep: dict) -> pd.DataFrame:

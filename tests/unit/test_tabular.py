@@ -90,7 +90,8 @@ def test_fit_and_encode_missing_values_and_unseen_categories():
                           "brand": ["acme", "acme", "zeta", ""]})
     prep = prep_for(["area"], ["zip", "brand"])
     state = TAB.fit(train, prep)
-    assert state["numeric"]["area"] == {"mean": 2.0, "std": pytest.approx(np.std([1.0, 2.0, 3.0]))}
+    assert state["numeric"]["area"] == {"mean": 2.0, "std": pytest.approx(np.std([1.0, 2.0, 3.0])), "log": False,
+                                        "floor": 0.0}
     assert state["categorical"] == {"zip": ["85255", "36372"], "brand": ["acme", "zeta"]}
     new = pd.DataFrame({"area": [2.0, None, "n/a"], "zip": ["85255", 99999, None], "brand": ["zeta", "brandnew", None]})
     x = TAB.encode(new, prep, state)
@@ -107,6 +108,31 @@ def test_choose_sorts_columns_and_says_why():
     prep, chosen = TAB.choose({**TAB.Prep().model_dump(), "categorical": ["area"]}, sample, cuda=False)
     assert (prep["numeric"], prep["categorical"]) == ([], ["area", "rooms", "city"])  # declared wins; few ints
     assert [c.key for c in chosen] == ["tabular.categorical"]
+
+
+def test_a_right_skewed_positive_column_is_standardised_on_the_log_scale():
+    """Areas and prices: a few large values would squeeze the others together near -0.3."""
+    areas = np.array([900, 1000, 1100, 1200, 1300, 1500, 1800, 2500, 4000, 9000], dtype=float)
+    prep = prep_for(["area", "score"], [])
+    train = pd.DataFrame({"area": areas, "score": np.linspace(-1, 1, 10)})
+    state = TAB.fit(train, prep)
+    assert state["numeric"]["area"]["log"] and not state["numeric"]["score"]["log"]  # symmetric, reaches below 0
+    z = TAB.encode(train, prep, state)[:, 0]
+    assert z.mean() == pytest.approx(0, abs=1e-5) and z.std() == pytest.approx(1, abs=1e-4)
+    raw = (areas - areas.mean()) / areas.std()
+    assert np.median(z) > np.median(raw) + 0.05  # the typical rows spread out instead of sitting near one value
+    # at predict time a value at or below 0 is raised to the training minimum, a missing one stays missing
+    x = TAB.encode(pd.DataFrame({"area": [0.0, -5, None], "score": [0, 0, 0]}), prep, state)
+    assert x[0, 0] == x[1, 0] == pytest.approx(z.min()) and x[2, 0] == 0 and x[2, 2] == 1
+
+
+def test_whole_numbers_in_a_column_named_like_a_code_are_categories():
+    sample = pd.DataFrame({"zipcode": [85255, 36372, 92880, 85266, 93446], "store_id": [3, 17, 21, 5, 8],
+                           "area": [1200, 3400, 980, 1500, 2200], "price_code": [1.5, 2.5, 1.5, 3.5, 2.0]})
+    prep, chosen = TAB.choose(TAB.Prep().model_dump(), sample, cuda=False)
+    assert prep["numeric"] == ["area", "price_code"]  # not whole numbers: a measurement whatever its name
+    assert prep["categorical"] == ["zipcode", "store_id"]
+    assert any(c.value == ["zipcode", "store_id"] and "named like a code" in c.why for c in chosen)
 
 
 def test_a_column_cannot_be_both_kinds():
