@@ -79,7 +79,7 @@ def probe_address(address: str | None) -> None:
     """Fails in seconds when nothing answers at a Ray ``address`` (ray.init would wait minutes),
     when it is not a Ray head, or when the cluster refuses this machine's token."""
     target, label = resolve_address(address)
-    if target is None:
+    if target is None or target in _probed:  # None: a local Ray; probed: already, by this process
         return
     shown = target if address in (None, "", "auto") else address  # auto: the recorded address it stands for
     hostport = target.split("://", 1)[-1].strip()

@@ -9,6 +9,7 @@ import click
 from autofusion import tracking
 from autofusion.cli.base import _console, _parse_objectives, _tracking_option
 from autofusion.cli.tables import print_summary
+from autofusion.cluster import probe_address
 from autofusion.lazy import LazyImport
 from autofusion.search.records import (
     SAMPLERS,
@@ -60,8 +61,9 @@ def search(ctx: click.Context, **kw: Any) -> None:
     """Sample fusion architectures, train each as a trial, log everything to MLflow."""
     if kw["verbose"]:
         ctx.obj["verbose"] = True
-    if not kw["resume"]:  # a resumed search checks the store it was started with
+    if not kw["resume"]:  # a resumed search checks the store (and the address) it was started with
         tracking.check_store(tracking.resolve_tracking_uri(kw["tracking_uri"]))  # fails fast, before torch loads
+        probe_address(kw["address"])  # likewise: a dead or wrong address is one line in about a second
     columns = manifest.parse_columns_flag(kw["columns"])
     if kw["name"] is not None and (kw["task"] or kw["space"] or not kw["data"]):
         raise click.UsageError("--name names the space assembled from --data alone; with --task or --space "
