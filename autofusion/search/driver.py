@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,7 +213,8 @@ def _drive(ctx: SearchContext) -> SearchResult:
     status = "FAILED"
     # SIGTERM stops the search like Ctrl-C, in the trials and after them (Ray's own handler,
     # installed by ray.init, would exit with code 15 and leave the parent run open).
-    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT)) if main else None
     try:
         remaining = ctx.settings.num_trials - len(ctx.records)
         t_fit = time.time()
@@ -234,7 +236,8 @@ def _drive(ctx: SearchContext) -> SearchResult:
         raise SearchInterrupted(f"interrupted; continue with: autofusion search --resume {ctx.parent}",
                                 ctx.parent) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         _close(ctx, writer, status)
 
 
