@@ -94,3 +94,14 @@ def flat_config(modalities: list[str], encoders: dict[str, str], fusion: str, **
             "optimizer.lr": 1e-3, "optimizer.weight_decay": 0.0, "train.batch_size": 8, "train.epochs": 1}
     flat.update(over)
     return flat
+
+
+def log_in_new_run(root, model, tc, data, experiment: str = "demo") -> tuple[str, str]:
+    """Logs ``model`` as a trial's model is logged, in a new run of ``experiment`` in a sqlite
+    store under ``root``; returns (the model's URI, the store's URI)."""
+    from autofusion import tracking
+    from autofusion.serving.pyfunc import log_fusion_model
+
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    run_id = tracking.client(uri).create_run(tracking.experiment_id(uri, experiment)).info.run_id
+    return log_fusion_model(uri, run_id, model, tc, data), uri

@@ -10,18 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from autofusion import tracking
 from autofusion.data.demo import write_demo
 from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TRAIN
 from autofusion.features import build_features
 from autofusion.models.build import build_model
 from autofusion.models.features import load_extractor
-from autofusion.serving.pyfunc import log_fusion_model
 from autofusion.spaces import load_space
 from autofusion.train.loop import fit, predict
 from autofusion.trial import TrialConfig
-from tests.helpers import flat_config
+from tests.helpers import flat_config, log_in_new_run
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +73,7 @@ def test_the_logged_model_predicts_raw_files_as_it_trained(prepared):
     model = build_model(tc, data.meta)
     fit(model, data, tc, device=torch.device("cpu"))
     model.eval()
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    run_id = tracking.client(uri).create_run(tracking.experiment_id(uri, "classical")).info.run_id
-    model_uri = log_fusion_model(uri, run_id, model, tc, data)
+    model_uri, _ = log_in_new_run(root, model, tc, data, experiment="classical")
     loaded = mlflow.pyfunc.load_model(model_uri)
     rows = pd.read_csv(manifest).head(4)
     raw = pd.DataFrame({c: [str(manifest.parent / p) for p in rows[c]] for c in ("image", "audio")})

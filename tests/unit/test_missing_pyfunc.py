@@ -18,11 +18,10 @@ from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TEST
 from autofusion.models.build import build_model
 from autofusion.serving.inputs import model_inputs
-from autofusion.serving.pyfunc import log_fusion_model
 from autofusion.spaces import load_space
 from autofusion.train.loop import fit
 from autofusion.trial import TrialConfig
-from tests.helpers import flat_config
+from tests.helpers import flat_config, log_in_new_run
 
 
 @pytest.fixture(scope="module", params=["zero", "learned"])
@@ -45,15 +44,14 @@ def logged(request, tmp_path_factory):
     model = build_model(tc, data.meta)
     fit(model, data, tc, device=torch.device("cpu"))
     model.eval()
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    run_id = tracking.client(uri).create_run(tracking.experiment_id(uri, "demo")).info.run_id
     rows = df.iloc[data.indices(TEST)[:4]]
     request_rows = pd.DataFrame({"image": [str(manifest.parent / p) for p in rows["image"]],
                                  "text": list(rows["text"])})
     request_rows.loc[0, "text"] = ""  # no text
     request_rows.loc[1, "image"] = ""  # no image
     request_rows.loc[2, "text"] = None  # no text, as JSON's null
-    return log_fusion_model(uri, run_id, model, tc, data), uri, request_rows, model, data
+    model_uri, uri = log_in_new_run(root, model, tc, data)
+    return model_uri, uri, request_rows, model, data
 
 
 def test_the_logged_model_predicts_rows_with_a_missing_modality(logged):

@@ -16,10 +16,9 @@ from autofusion import tracking
 from autofusion.data.demo import write_demo
 from autofusion.data.prepare import prepare_data
 from autofusion.models.build import build_model
-from autofusion.serving.pyfunc import log_fusion_model
 from autofusion.spaces import load_space
 from autofusion.trial import TrialConfig
-from tests.helpers import flat_config
+from tests.helpers import flat_config, log_in_new_run
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +30,8 @@ def logged(tmp_path_factory):
     flat = flat_config(["image", "text"], {"image": "small_cnn", "text": "embedding_bag"}, "mid",
                        **{"encoder.image.small_cnn.width": 8, "encoder.text.embedding_bag.dim": 8})
     tc = TrialConfig.from_flat(flat, data.meta.modalities)
-    model = build_model(tc, data.meta).eval()
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    run_id = tracking.client(uri).create_run(tracking.experiment_id(uri, "demo")).info.run_id
-    return log_fusion_model(uri, run_id, model, tc, data), uri, manifest, data.meta.classes
+    model_uri, uri = log_in_new_run(root, build_model(tc, data.meta).eval(), tc, data)
+    return model_uri, uri, manifest, data.meta.classes
 
 
 def test_the_logged_model_predicts_raw_inputs(logged):
