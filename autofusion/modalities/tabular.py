@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from autofusion.data.labels import log_target
 from autofusion.modalities.base import (
     MODALITIES,
     Choice,
@@ -39,7 +40,6 @@ FEW_INTEGERS = 4  # whole-number columns with at most this many distinct values 
 MAX_CATEGORIES = 1000  # distinct strings a column may have to be inferred categorical ...
 CATEGORY_SHARE = 0.2  # ... and at most this share of its non-empty rows
 CLIP = 10.0  # standardised numbers are clipped to [-CLIP, CLIP] (an outlier at predict time)
-LOG_SKEW = 1.0  # sample skewness from which a positive column is standardised on the log scale
 CODE_NAME = re.compile(r"(^|[_\W])(zip|zipcode|postcode|postal|code|id)($|[_\W])|zip|postcode|code$", re.I)
 
 
@@ -163,13 +163,15 @@ class TabularModality(Modality):
         for c in prep["numeric"]:
             x = numbers(frame[c])
             x = x[np.isfinite(x)]
-            log = right_skewed(x)
+            # all above 0 and right-skewed (an area, a price, a count): the log scale, where its
+            # few large values no longer squeeze the others together; the rule of log targets
+            log = log_target(x)
+            floor = float(x.min()) if log else 0.0
             if log:
                 x = np.log(x)
             mean = float(x.mean()) if len(x) else 0.0
             std = float(x.std()) if len(x) > 1 else 0.0
-            stats[c] = {"mean": mean, "std": std if std > 0 else 1.0, "log": log,
-                        "floor": float(np.exp(x.min())) if log else 0.0}
+            stats[c] = {"mean": mean, "std": std if std > 0 else 1.0, "log": log, "floor": floor}
         vocab = {}
         for c in prep["categorical"]:
             counts = pd.Series([category(v) for v in frame[c]], dtype=object).dropna().value_counts()
@@ -219,15 +221,6 @@ class TabularModality(Modality):
         noise = None if rng.random() < 0.1 else round(float(rng.normal(0, 1)), 3)
         shop = f"shop{int(rng.zipf(1.6)) % 30:02d}"
         return {"score": score, "grade": grade, "noise": noise, "shop": shop}
-
-
-def right_skewed(x: np.ndarray) -> bool:
-    """All of the (finite) training values above 0 and a sample skewness of at least
-    ``LOG_SKEW``: such a column (an area, a price, a count) is standardised on the log scale,
-    where its few large values no longer squeeze the others together."""
-    if len(x) < 3 or x.min() <= 0 or x.std() == 0:
-        return False
-    return float(np.mean((x - x.mean()) ** 3) / x.std() ** 3) >= LOG_SKEW
 
 
 def is_code(col: pd.Series) -> bool:
