@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -901,8 +901,7 @@ def tabular_only(ds: Dataset, tmp: Path) -> Dataset:
     manifest = tmp / f"{ds.name}-tabular-only.csv"
     pd.read_csv(ds.manifest).drop(columns=media).to_csv(manifest, index=False)
     roles = {r: c for r, c in ds.roles.items() if r not in ("image", "text", "audio", "video")}
-    return Dataset(ds.name, manifest, ds.df, roles, ds.label, ds.split, ds.target, ds.log_columns, ds.cli_args, ds.base,
-                   ds.split_source)
+    return replace(ds, manifest=manifest, roles=roles)
 
 
 def smoke_dataset(tmp: Path) -> Path:
