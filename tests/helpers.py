@@ -1,6 +1,10 @@
-"""Small synthetic PreparedData for model and training tests (no files, no decoding)."""
+"""Small synthetic PreparedData for model and training tests (no files, no decoding), and
+new MLflow stores copied from the session's template."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -96,12 +100,21 @@ def flat_config(modalities: list[str], encoders: dict[str, str], fusion: str, **
     return flat
 
 
-def log_in_new_run(root, model, tc, data, experiment: str = "demo") -> tuple[str, str]:
-    """Logs ``model`` as a trial's model is logged, in a new run of ``experiment`` in a sqlite
-    store under ``root``; returns (the model's URI, the store's URI)."""
+def new_store(folder: Path, template: Path) -> str:
+    """A new MLflow sqlite store at ``folder/mlflow.db``, copied from ``template`` (the
+    session's ``store_template``: an empty store, migrated once); returns its URI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def log_in_new_run(root, model, tc, data, template: Path, experiment: str = "demo") -> tuple[str, str]:
+    """Logs ``model`` as a trial's model is logged, in a new run of ``experiment`` in a new
+    sqlite store under ``root`` (copied from ``template``); returns (the model's URI, the
+    store's URI)."""
     from autofusion import tracking
     from autofusion.serving.pyfunc import log_fusion_model
 
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = new_store(root / "mlruns", template)
     run_id = tracking.client(uri).create_run(tracking.experiment_id(uri, experiment)).info.run_id
     return log_fusion_model(uri, run_id, model, tc, data), uri

@@ -89,7 +89,9 @@ def test_realdata_smoke(run_smoke):
     methods = [r[0] for r in rows]
     for name in ("image:", "text:", "early fusion", "late fusion", "majority class", "autofusion default search"):
         assert any(m.startswith(name) for m in methods), methods
+    assert "| method | accuracy | macro-F1 | val macro-F1 | wall s | note |" in out, out
     for r in rows:
-        assert 0.0 <= float(r[1]) <= 1.0 and 0.0 <= float(r[2]) <= 1.0, r  # accuracy and macro-F1 of test predictions
-        assert float(r[3]) >= 0, r  # wall seconds
+        accuracy, f1, val_f1, wall = (float(c) for c in r[1:5])  # of test predictions, then of validation ones
+        assert 0.0 <= accuracy <= 1.0 and 0.0 <= f1 <= 1.0 and 0.0 <= val_f1 <= 1.0, r
+        assert wall >= 0, r
     assert re.search(r"beat the best scikit-learn reference on demo-smoke\? accuracy: (YES|NO), search", out), out

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from autofusion import tracking
 from autofusion.cli import cli
+from tests.helpers import new_store
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +24,8 @@ def _entry() -> list[str]:
     return [exe]
 
 
-def test_installed_entry_point_search_promote_predict(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+def test_installed_entry_point_search_promote_predict(tmp_path, store_template):
+    uri = new_store(tmp_path / "mlruns", store_template)
     run = subprocess.run(
         [*_entry(), "search", "--task", "image_text", "--num-trials", "1", "--max-epochs", "1",
          "--demo-samples", "64", "--tracking-uri", uri, "--quiet"],

@@ -17,14 +17,15 @@ from autofusion.cli.tables import print_summary
 from autofusion.search import ensemble
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
+from tests.helpers import new_store
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def kept(tmp_path_factory, ray_local):
+def kept(tmp_path_factory, ray_local, store_template):
     root = tmp_path_factory.mktemp("ensemble-search")
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = new_store(root / 'mlruns', store_template)
     opts = SearchOptions(task="image_text", num_trials=3, max_epochs=1, concurrency=3, seed=1, tracking_uri=uri,
                          home=str(root / "home"), demo_samples=96, quiet=True, sampler="random",
                          enqueue=({"fusion.type": "mid"}, {"fusion.type": "gated"}, {"fusion.type": "late"}))

@@ -4,6 +4,7 @@ that cannot be reached stops the CLI at once with one line."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -24,9 +25,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_template):
     """``mlflow server`` on a free local port; killed (its process group) when the module ends."""
     root = tmp_path_factory.mktemp("server")
+    shutil.copy(store_template, root / "db.sqlite")  # migrated already: the server starts sooner
     port = procs.free_port()
     log = root / "server.log"
     proc = procs.start(

@@ -22,6 +22,7 @@ from autofusion.errors import ConfigError
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
 from autofusion.spaces.load import SPACES_DIR
+from tests.helpers import new_store
 from tests.tiny_models import tiny_bert, tiny_timm
 
 pytestmark = pytest.mark.slow
@@ -40,10 +41,10 @@ def write_space(path, text_model: str, vit: str):
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory, ray_local):
+def searched(tmp_path_factory, ray_local, store_template):
     root = tmp_path_factory.mktemp("pretrained")
     space = write_space(root / "space.yaml", str(tiny_bert(root / "bert")), str(tiny_timm(root / "vit.pth")))
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = new_store(root / 'mlruns', store_template)
     opts = SearchOptions(space=str(space), num_trials=3, max_epochs=2, concurrency=2, seed=0, tracking_uri=uri,
                          home=str(root / "home"), demo_samples=48, quiet=True, scheduler="fifo",
                          enqueue=tuple({"train.strategy": s, "fusion.type": "mid"} for s in STRATEGIES))

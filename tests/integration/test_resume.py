@@ -17,6 +17,7 @@ import pytest
 from autofusion import tracking
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
+from tests.helpers import new_store
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +66,8 @@ def _wait_for_finished_trial(uri: str, proc: subprocess.Popen, timeout: float = 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_interrupted_search_resumes_without_duplicates(tmp_path, ray_local, sig):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    tracking.check_store(uri)  # created here, under its lock: the polling below must not migrate it alongside the search
+def test_interrupted_search_resumes_without_duplicates(tmp_path, ray_local, store_template, sig):
+    uri = new_store(tmp_path / "mlruns", store_template)  # made here: the polling below must not migrate it alongside the search
     proc = _start(tmp_path, uri, trials=3)
     parent = _wait_for_finished_trial(uri, proc)
     c = tracking.client(uri)

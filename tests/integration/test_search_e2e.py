@@ -12,15 +12,16 @@ import pytest
 from autofusion import modelregistry, tracking
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
+from tests.helpers import new_store
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory, ray_local):
+def searched(tmp_path_factory, ray_local, store_template):
     """One real search shared by the tests of this module."""
     root = tmp_path_factory.mktemp("e2e")
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = new_store(root / 'mlruns', store_template)
     opts = SearchOptions(task="image_text", num_trials=2, max_epochs=1, concurrency=2, seed=0,
                          tracking_uri=uri, home=str(root / "home"), demo_samples=96, quiet=True)
     return run_search(opts), uri, root

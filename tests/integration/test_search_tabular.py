@@ -17,6 +17,7 @@ from PIL import Image
 
 from autofusion import modelregistry, tracking
 from autofusion.cli import cli
+from tests.helpers import new_store
 
 pytestmark = pytest.mark.slow
 
@@ -41,10 +42,10 @@ def _houses(root: Path, n: int = 40) -> Path:
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory, ray_local):
+def searched(tmp_path_factory, ray_local, store_template):
     root = tmp_path_factory.mktemp("houses")
     manifest = _houses(root)
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = new_store(root / 'mlruns', store_template)
     result = CliRunner().invoke(cli, ["search", "--data", str(manifest), "--columns", "label=price",
                                       "--num-trials", "2", "--max-epochs", "2", "--concurrency", "2",
                                       "--tracking-uri", uri, "--quiet"])

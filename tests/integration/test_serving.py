@@ -18,6 +18,7 @@ from autofusion import modelregistry
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
 from tests import procs
+from tests.helpers import new_store
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +26,10 @@ ROWS = 4
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, ray_local):
+def served(tmp_path_factory, ray_local, store_template):
     """A tiny search, promoted to champion, served by ``mlflow models serve`` on a free port."""
     root = tmp_path_factory.mktemp("serving")
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = new_store(root / 'mlruns', store_template)
     home = root / "home"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)  # a new experiment's artifacts go under the working folder's ./mlruns

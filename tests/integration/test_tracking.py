@@ -18,14 +18,15 @@ from autofusion.cli import cli
 from autofusion.metrics import metric_names
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
+from tests.helpers import new_store
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, store_template):
     root = tmp_path_factory.mktemp("tracking")
-    return f"sqlite:///{root / 'mlruns' / 'mlflow.db'}", root / "home"
+    return new_store(root / "mlruns", store_template), root / "home"
 
 
 def _search(store, **kw):

@@ -1,34 +1,21 @@
-"""Shared pieces of the reliability catalogue: an initialised MLflow sqlite store and a demo
-dataset made once per session and copied into each test's folder (creating a store runs
-MLflow's migrations, ~4 s on two cores; copying one takes milliseconds)."""
+"""Shared pieces of the reliability catalogue: an initialised MLflow sqlite store (a copy of
+the session's ``store_template``, tests/conftest.py) and a demo dataset made once per session
+and copied into each test's folder."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from autofusion.data.demo import write_demo
-
-
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow sqlite database file."""
-    from autofusion import tracking
-
-    db = tmp_path_factory.mktemp("store-template") / "mlflow.db"
-    tracking.client(f"sqlite:///{db}").search_experiments(max_results=1)
-    return db
+from tests.helpers import new_store
 
 
 @pytest.fixture
 def store(tmp_path, store_template) -> tuple[str, Path]:
     """``(uri, db)``: a ready store at ``tmp_path/mlruns/mlflow.db``."""
-    db = tmp_path / "mlruns" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copy(store_template, db)
-    return f"sqlite:///{db}", db
+    return new_store(tmp_path / "mlruns", store_template), tmp_path / "mlruns" / "mlflow.db"
 
 
 @pytest.fixture(scope="session")

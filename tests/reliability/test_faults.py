@@ -24,6 +24,7 @@ from autofusion.metrics import metric_names
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
 from tests import procs
+from tests.helpers import new_store
 from tests.reliability.common import SPACES
 
 pytestmark = pytest.mark.slow
@@ -153,7 +154,7 @@ def test_tracking_server_restart_mid_search_loses_nothing(tmp_path, store_templa
             procs.stop(s)
 
 
-def test_failing_trials_fail_alone_and_the_search_goes_on(tmp_path, ray_local):
+def test_failing_trials_fail_alone_and_the_search_goes_on(tmp_path, ray_local, store_template):
     """Three trials that cannot train, forced with enqueued configurations, next to one that
     can: one runs out of memory (a fusion layer of 2**40 units asks for 128 TiB at once, which
     the allocator refuses at once, so this is safe on a shared machine), one raises inside
@@ -172,7 +173,7 @@ def test_failing_trials_fail_alone_and_the_search_goes_on(tmp_path, ray_local):
     ok = {"fusion.mid.dim": 32, "encoder.image.small_cnn.depth": 2, "optimizer.lr": 1.0e-3}
     cases = {"oom": {**ok, "fusion.mid.dim": 2**40}, "raises": {**ok, "encoder.image.small_cnn.depth": 12},
              "diverges": {**ok, "optimizer.lr": 1.0e12}}
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlruns", store_template)
     result = run_search(SearchOptions(space=str(space), num_trials=4, max_epochs=2, concurrency=2, seed=1,
                                       scheduler="fifo", tracking_uri=uri, demo_samples=48, quiet=True,
                                       home=str(tmp_path / ".autofusion"), enqueue=(ok, *cases.values())))

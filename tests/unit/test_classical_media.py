@@ -63,7 +63,7 @@ def test_a_saved_extractor_transforms_as_the_fitted_one(prepared, tmp_path):
         assert not list((tmp_path / key).glob("*.pkl"))  # JSON and arrays only
 
 
-def test_the_logged_model_predicts_raw_files_as_it_trained(prepared):
+def test_the_logged_model_predicts_raw_files_as_it_trained(prepared, store_template):
     root, manifest, data, _ = prepared
     flat = flat_config(["image", "audio"], {"image": "pixels", "audio": "mfcc_stats"}, "mid",
                        **{"encoder.image.pixels.size": 16, "encoder.image.pixels.bins": 16,
@@ -73,7 +73,7 @@ def test_the_logged_model_predicts_raw_files_as_it_trained(prepared):
     model = build_model(tc, data.meta)
     fit(model, data, tc, device=torch.device("cpu"))
     model.eval()
-    model_uri, _ = log_in_new_run(root, model, tc, data, experiment="classical")
+    model_uri, _ = log_in_new_run(root, model, tc, data, store_template, experiment="classical")
     loaded = mlflow.pyfunc.load_model(model_uri)
     rows = pd.read_csv(manifest).head(4)
     raw = pd.DataFrame({c: [str(manifest.parent / p) for p in rows[c]] for c in ("image", "audio")})

@@ -21,7 +21,7 @@ from autofusion.search.ensemble import (
     probabilities,
 )
 from autofusion.search.records import Settings, TrialRecord
-from tests.helpers import fake_data, flat_config
+from tests.helpers import fake_data, flat_config, new_store
 
 
 def _onehot(pred: np.ndarray, k: int, sure: float = 0.8) -> np.ndarray:
@@ -131,7 +131,7 @@ def test_choose_ensemble_keeps_an_ensemble_only_when_it_beats_the_best_trial(tmp
 
 
 @pytest.fixture(scope="module")
-def logged_ensemble(tmp_path_factory):
+def logged_ensemble(tmp_path_factory, store_template):
     """(ensemble URI, store, manifest, data, members): two untrained image+text models of
     different fusions logged as one ensemble in a search's run."""
     from autofusion.data.demo import write_demo
@@ -153,7 +153,7 @@ def logged_ensemble(tmp_path_factory):
         tc = TrialConfig.from_flat(flat, data.meta.modalities)
         torch.manual_seed(i)
         members.append(Member(build_model(tc, data.meta).eval(), tc, [0.75, 0.25][i], i + 1, None))
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = new_store(root / 'mlruns', store_template)
     parent = tracking.client(uri).create_run(tracking.experiment_id(uri, "demo")).info.run_id
     return log_ensemble_model(uri, parent, members, data), uri, manifest, data, parent
 

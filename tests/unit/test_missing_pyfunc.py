@@ -25,7 +25,7 @@ from tests.helpers import flat_config, log_in_new_run
 
 
 @pytest.fixture(scope="module", params=["zero", "learned"])
-def logged(request, tmp_path_factory):
+def logged(request, tmp_path_factory, store_template):
     """(model URI, store URI, request rows, the trained model, data) for one ``train.missing``."""
     root = tmp_path_factory.mktemp(f"missing-{request.param}")
     manifest = write_demo("image_text", root / "demo", num_samples=48)
@@ -50,7 +50,7 @@ def logged(request, tmp_path_factory):
     request_rows.loc[0, "text"] = ""  # no text
     request_rows.loc[1, "image"] = ""  # no image
     request_rows.loc[2, "text"] = None  # no text, as JSON's null
-    model_uri, uri = log_in_new_run(root, model, tc, data)
+    model_uri, uri = log_in_new_run(root, model, tc, data, store_template)
     return model_uri, uri, request_rows, model, data
 
 

@@ -22,7 +22,7 @@ from tests.helpers import flat_config, log_in_new_run
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory):
+def logged(tmp_path_factory, store_template):
     """(model URI, manifest): an untrained image+text model logged in a trial's run."""
     root = tmp_path_factory.mktemp("pyfunc")
     manifest = write_demo("image_text", root / "demo", num_samples=24)
@@ -30,7 +30,7 @@ def logged(tmp_path_factory):
     flat = flat_config(["image", "text"], {"image": "small_cnn", "text": "embedding_bag"}, "mid",
                        **{"encoder.image.small_cnn.width": 8, "encoder.text.embedding_bag.dim": 8})
     tc = TrialConfig.from_flat(flat, data.meta.modalities)
-    model_uri, uri = log_in_new_run(root, build_model(tc, data.meta).eval(), tc, data)
+    model_uri, uri = log_in_new_run(root, build_model(tc, data.meta).eval(), tc, data, store_template)
     return model_uri, uri, manifest, data.meta.classes
 
 
