@@ -786,10 +786,10 @@ def autofusion_run(ds: Dataset, extra: list[str], tmp: Path, tag: str, timeout: 
     if pred.rc != 0:
         record["error"] = f"predict failed (exit {pred.rc}): " + pred.error_line()
         return record
-    pred = predictions(ds, out)
+    labels = predictions(ds, out)
     n_val = len(ds.idx(1))
-    record["val_metrics"] = score(ds, pred[:n_val], 1)
-    record["metrics"] = score(ds, pred[n_val:])
+    record["val_metrics"] = score(ds, labels[:n_val], 1)
+    record["metrics"] = score(ds, labels[n_val:])
     return record
 
 
