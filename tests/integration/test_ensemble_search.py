@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def kept(tmp_path_factory, ray_local, store_template):
     root = tmp_path_factory.mktemp("ensemble-search")
-    uri = new_store(root / 'mlruns', store_template)
+    uri = new_store(root / "mlruns", store_template)
     opts = SearchOptions(task="image_text", num_trials=3, max_epochs=1, concurrency=3, seed=1, tracking_uri=uri,
                          home=str(root / "home"), demo_samples=96, quiet=True, sampler="random",
                          enqueue=({"fusion.type": "mid"}, {"fusion.type": "gated"}, {"fusion.type": "late"}))

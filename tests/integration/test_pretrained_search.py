@@ -44,7 +44,7 @@ def write_space(path, text_model: str, vit: str):
 def searched(tmp_path_factory, ray_local, store_template):
     root = tmp_path_factory.mktemp("pretrained")
     space = write_space(root / "space.yaml", str(tiny_bert(root / "bert")), str(tiny_timm(root / "vit.pth")))
-    uri = new_store(root / 'mlruns', store_template)
+    uri = new_store(root / "mlruns", store_template)
     opts = SearchOptions(space=str(space), num_trials=3, max_epochs=2, concurrency=2, seed=0, tracking_uri=uri,
                          home=str(root / "home"), demo_samples=48, quiet=True, scheduler="fifo",
                          enqueue=tuple({"train.strategy": s, "fusion.type": "mid"} for s in STRATEGIES))

@@ -67,7 +67,8 @@ def _wait_for_finished_trial(uri: str, proc: subprocess.Popen, timeout: float = 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_interrupted_search_resumes_without_duplicates(tmp_path, ray_local, store_template, sig):
-    uri = new_store(tmp_path / "mlruns", store_template)  # made here: the polling below must not migrate it alongside the search
+    # the store is made here: the polling below must not migrate it alongside the search
+    uri = new_store(tmp_path / "mlruns", store_template)
     proc = _start(tmp_path, uri, trials=3)
     parent = _wait_for_finished_trial(uri, proc)
     c = tracking.client(uri)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def searched(tmp_path_factory, ray_local, store_template):
     """One real search shared by the tests of this module."""
     root = tmp_path_factory.mktemp("e2e")
-    uri = new_store(root / 'mlruns', store_template)
+    uri = new_store(root / "mlruns", store_template)
     opts = SearchOptions(task="image_text", num_trials=2, max_epochs=1, concurrency=2, seed=0,
                          tracking_uri=uri, home=str(root / "home"), demo_samples=96, quiet=True)
     return run_search(opts), uri, root

@@ -45,7 +45,7 @@ def _houses(root: Path, n: int = 40) -> Path:
 def searched(tmp_path_factory, ray_local, store_template):
     root = tmp_path_factory.mktemp("houses")
     manifest = _houses(root)
-    uri = new_store(root / 'mlruns', store_template)
+    uri = new_store(root / "mlruns", store_template)
     result = CliRunner().invoke(cli, ["search", "--data", str(manifest), "--columns", "label=price",
                                       "--num-trials", "2", "--max-epochs", "2", "--concurrency", "2",
                                       "--tracking-uri", uri, "--quiet"])

@@ -29,7 +29,7 @@ ROWS = 4
 def served(tmp_path_factory, ray_local, store_template):
     """A tiny search, promoted to champion, served by ``mlflow models serve`` on a free port."""
     root = tmp_path_factory.mktemp("serving")
-    uri = new_store(root / 'mlruns', store_template)
+    uri = new_store(root / "mlruns", store_template)
     home = root / "home"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)  # a new experiment's artifacts go under the working folder's ./mlruns

@@ -15,7 +15,8 @@ from tests.helpers import new_store
 @pytest.fixture
 def store(tmp_path, store_template) -> tuple[str, Path]:
     """``(uri, db)``: a ready store at ``tmp_path/mlruns/mlflow.db``."""
-    return new_store(tmp_path / "mlruns", store_template), tmp_path / "mlruns" / "mlflow.db"
+    uri = new_store(tmp_path / "mlruns", store_template)
+    return uri, tmp_path / "mlruns" / "mlflow.db"
 
 
 @pytest.fixture(scope="session")

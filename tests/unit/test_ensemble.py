@@ -153,7 +153,7 @@ def logged_ensemble(tmp_path_factory, store_template):
         tc = TrialConfig.from_flat(flat, data.meta.modalities)
         torch.manual_seed(i)
         members.append(Member(build_model(tc, data.meta).eval(), tc, [0.75, 0.25][i], i + 1, None))
-    uri = new_store(root / 'mlruns', store_template)
+    uri = new_store(root / "mlruns", store_template)
     parent = tracking.client(uri).create_run(tracking.experiment_id(uri, "demo")).info.run_id
     return log_ensemble_model(uri, parent, members, data), uri, manifest, data, parent
 
