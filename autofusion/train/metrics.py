@@ -1,5 +1,9 @@
-"""Scores of a model's outputs against targets (torchmetrics), and the loss the search
-reports beside them."""
+"""Scores of a model's outputs against targets, and the loss the search reports beside them.
+
+Class scores come from one confusion matrix made with ``torch.bincount``; multi-label and
+regression scores from torchmetrics, imported only for them: importing torchmetrics costs
+about 3 s on two cores (it loads torchvision, scipy.signal and torch._dynamo), once in every
+trial process and in the driver, which a classification search no longer pays."""
 
 from __future__ import annotations
 
@@ -23,11 +27,12 @@ def output_metrics(out: Tensor, y: Tensor, meta: DataMeta, *, prefix: str,
 
 
 def score(out: Tensor, y: Tensor, meta: DataMeta) -> dict[str, float]:
-    """torchmetrics scores of outputs against targets."""
-    import torchmetrics.functional as MF
-
+    """Scores of outputs against targets: class scores, or torchmetrics' multi-label and
+    regression scores."""
     if meta.target == "classification":
         return class_scores(out.argmax(dim=-1) if out.ndim > 1 else out, y, meta.classes)
+    import torchmetrics.functional as MF
+
     if meta.target == "multilabel":
         n = meta.num_outputs
         yi = y.int()
@@ -52,8 +57,7 @@ def class_scores(pred: Tensor, y: Tensor, classes: list[str]) -> dict[str, float
     predicts the majority class scores at most 1/K of a perfect macro F1 and recall.
     """
     n = len(classes)
-    pred, y = pred.long().flatten(), y.long().flatten()
-    m = torch.bincount(y * n + pred, minlength=n * n).reshape(n, n).double()  # rows: true, columns: predicted
+    m = class_counts(pred, y, n).double()
     tp, support, predicted = m.diagonal(), m.sum(dim=1), m.sum(dim=0)
     recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
     precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
@@ -70,8 +74,13 @@ def class_scores(pred: Tensor, y: Tensor, classes: list[str]) -> dict[str, float
     return out
 
 
+def class_counts(pred: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """The confusion matrix of predicted class ids: rows true classes, columns predicted."""
+    pred, y = pred.long().flatten(), y.long().flatten()
+    return torch.bincount(y * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
 @torch.no_grad()
 def confusion(out: Tensor, y: Tensor, num_classes: int) -> np.ndarray:
-    import torchmetrics.functional as MF
-
-    return MF.confusion_matrix(out, y, task="multiclass", num_classes=num_classes).numpy()
+    """The confusion matrix of outputs (scores per class, or class ids) against class ids."""
+    return class_counts(out.argmax(dim=-1) if out.ndim > 1 else out, y, num_classes).numpy()

@@ -1,7 +1,8 @@
 """Which Ray a search runs on, against real Ray processes: a head started with Ray's default
 settings (token authentication on, since a token exists), a refused or missing token named
 in one line within seconds, a stale ``ray_current_cluster`` that a plain search ignores, and
-a per-trial request no node can hold stopping before any MLflow run exists."""
+a per-trial request no node can hold stopping before any MLflow run exists; and a whole
+search run on that head, as the README's cluster recipe says."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autofusion import doctor
+from autofusion import doctor, tracking
 from tests import procs
 from tests.raycluster import env_for, make_home, ray_head
 
@@ -56,6 +57,22 @@ def head(tmp_path_factory):
 
 def test_the_default_head_uses_token_authentication(head):
     assert "Token authentication is enabled" in head.log.read_text()  # what the cluster tests rely on
+
+
+def test_search_on_a_ray_cluster_started_with_ray_start(head, tmp_path):
+    """The README's recipe as written, against a head with Ray's default settings: a token in
+    ~/.ray/auth_token (the head's own HOME here) turns token authentication on, and the search,
+    with no RAY_AUTH_MODE of its own, sends that token."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    run = subprocess.run([EXE, "search", "--address", head.address, "--num-trials", "2",
+                          "--max-epochs", "1", "--concurrency", "2", "--demo-samples", "48",
+                          "--tracking-uri", uri, "--quiet"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=400, env=env_for(head.home, AUTOFUSION_HOME=str(tmp_path / ".autofusion")))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Best: trial" in run.stdout
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name("image_text")
+    assert len(c.search_runs([exp.experiment_id], "tags.`autofusion.kind` = 'trial'")) == 2
 
 
 def test_a_wrong_token_is_named_in_one_line_within_seconds(head, tmp_path):

@@ -1,13 +1,9 @@
 """Search options end to end: the same seed gives the same trials (two at a time), a multi-objective search
-gives a Pareto front, warm start seeds the sampler, and a real Ray cluster started with
-``ray start --head`` with Ray's default settings (token authentication) runs the
-search through ``--address``."""
+gives a Pareto front, and warm start seeds the sampler. (A search through ``--address`` on a
+``ray start --head`` cluster: tests/integration/test_cluster.py.)"""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -17,7 +13,6 @@ from autofusion import tracking
 from autofusion.search import resume
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
-from tests.raycluster import env_for, ray_head
 
 pytestmark = pytest.mark.slow
 
@@ -73,22 +68,3 @@ def test_warm_start_copies_the_finished_trials(seeded):
     assert len(dst.trials) == len(done) + 2
     assert [t.params for t in dst.trials[:len(done)]] == [t.params for t in done]
     assert len(second.trials) == 2  # warm-start trials inform the sampler; they are not MLflow runs
-
-
-def test_search_on_a_ray_cluster_started_with_ray_start(tmp_path):
-    """The README's recipe as written, against a head with Ray's default settings: a token in
-    ~/.ray/auth_token (the head's own HOME here) turns token authentication on, and the search,
-    with no RAY_AUTH_MODE of its own, sends that token."""
-    with ray_head(tmp_path / "cluster") as head:
-        assert "Token authentication is enabled" in head.log.read_text()
-        exe = shutil.which("autofusion") or str(Path(sys.executable).parent / "autofusion")
-        uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-        run = subprocess.run([exe, "search", "--address", head.address, "--num-trials", "2",
-                              "--max-epochs", "1", "--concurrency", "2", "--demo-samples", "48",
-                              "--tracking-uri", uri, "--quiet"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=400, env=env_for(head.home, AUTOFUSION_HOME=str(tmp_path / ".autofusion")))
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "Best: trial" in run.stdout
-    c = tracking.client(uri)
-    exp = c.get_experiment_by_name("image_text")
-    assert len(c.search_runs([exp.experiment_id], "tags.`autofusion.kind` = 'trial'")) == 2

@@ -3,11 +3,13 @@ and precision, for every epoch on validation and for the test evaluation."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from autofusion.metrics import DEFAULT_METRIC, class_keys, is_macro
-from autofusion.train.metrics import class_scores, output_metrics
+from autofusion.train.metrics import class_scores, confusion, output_metrics
 from tests.helpers import fake_data
 
 
@@ -28,6 +30,31 @@ def test_per_class_scores_match_a_hand_count():
     assert s["recall.b"] == 1.0 and s["precision.b"] == pytest.approx(2 / 3)
     assert s["recall.c"] == 0.5 and s["precision.c"] == 1.0
     assert s["recall_macro"] == pytest.approx(2 / 3) and s["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_the_confusion_matrix_matches_scikit_learns_for_scores_and_for_ids():
+    from sklearn.metrics import confusion_matrix
+
+    rng = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (50,), generator=rng)
+    scores = torch.randn(50, 4, generator=rng)
+    expected = confusion_matrix(y.numpy(), scores.argmax(dim=1).numpy(), labels=[0, 1, 2, 3])
+    assert (confusion(scores, y, 4) == expected).all()
+    assert (confusion(scores.argmax(dim=1), y, 4) == expected).all()
+    assert confusion(torch.tensor([1, 1]), torch.tensor([1, 1]), 3).tolist() == [[0, 0, 0], [0, 2, 0], [0, 0, 0]]
+
+
+def test_scoring_a_classification_does_not_import_torchmetrics():
+    """Importing torchmetrics costs seconds in every trial process; class scores need none of it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from autofusion.train.metrics import output_metrics, confusion; "
+            "from tests.helpers import fake_data; d = fake_data(['image', 'text']); "
+            "output_metrics(torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]), d.meta, prefix='val'); "
+            "confusion(torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]), 3); "
+            "assert 'torchmetrics' not in sys.modules, 'torchmetrics was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 def test_class_names_become_valid_unique_metric_keys():
