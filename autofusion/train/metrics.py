@@ -30,7 +30,7 @@ def score(out: Tensor, y: Tensor, meta: DataMeta) -> dict[str, float]:
     """Scores of outputs against targets: class scores, or torchmetrics' multi-label and
     regression scores."""
     if meta.target == "classification":
-        return class_scores(out.argmax(dim=-1) if out.ndim > 1 else out, y, meta.classes)
+        return class_scores(class_ids(out), y, meta.classes)
     import torchmetrics.functional as MF
 
     if meta.target == "multilabel":
@@ -74,6 +74,11 @@ def class_scores(pred: Tensor, y: Tensor, classes: list[str]) -> dict[str, float
     return out
 
 
+def class_ids(out: Tensor) -> Tensor:
+    """Predicted class ids from scores per class ([N, C]), or ids given as they are ([N])."""
+    return out.argmax(dim=-1) if out.ndim > 1 else out
+
+
 def class_counts(pred: Tensor, y: Tensor, num_classes: int) -> Tensor:
     """The confusion matrix of predicted class ids: rows true classes, columns predicted."""
     pred, y = pred.long().flatten(), y.long().flatten()
@@ -83,4 +88,4 @@ def class_counts(pred: Tensor, y: Tensor, num_classes: int) -> Tensor:
 @torch.no_grad()
 def confusion(out: Tensor, y: Tensor, num_classes: int) -> np.ndarray:
     """The confusion matrix of outputs (scores per class, or class ids) against class ids."""
-    return class_counts(out.argmax(dim=-1) if out.ndim > 1 else out, y, num_classes).numpy()
+    return class_counts(class_ids(out), y, num_classes).numpy()

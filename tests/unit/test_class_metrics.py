@@ -3,6 +3,8 @@ and precision, for every epoch on validation and for the test evaluation."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,9 +48,6 @@ def test_the_confusion_matrix_matches_scikit_learns_for_scores_and_for_ids():
 
 def test_scoring_a_classification_does_not_import_torchmetrics():
     """Importing torchmetrics costs seconds in every trial process; class scores need none of it."""
-    import subprocess
-    import sys
-
     code = ("import sys, torch; from autofusion.train.metrics import output_metrics, confusion; "
             "from tests.helpers import fake_data; d = fake_data(['image', 'text']); "
             "output_metrics(torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]), d.meta, prefix='val'); "
