@@ -81,6 +81,6 @@ def ray_head(workdir: Path, *, token: str | None = "generate", num_cpus: int = 2
             time.sleep(0.5)
         yield Head(f"127.0.0.1:{port}", port, home, token or "", log)
     finally:
-        procs.stop(head)
+        procs.stop(head, grace=0)  # _kill_leftovers gets what outlives the group
         _kill_leftovers(temp)
         shutil.rmtree(temp, ignore_errors=True)

@@ -42,7 +42,7 @@ def server(tmp_path_factory, store_template):
         procs.wait_http(url + "/health", proc, log, timeout=120)
         yield url, root
     finally:
-        procs.stop(proc)
+        procs.stop(proc, grace=0)  # its store is thrown away
 
 
 @pytest.fixture(scope="module")
