@@ -118,8 +118,13 @@ def experiment_id(uri: str, name: str) -> str:
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     if exp is None:
-        return c.create_experiment(name, artifact_location=_artifact_location(uri, name),
-                                   tags={"autofusion.task": name})
+        try:
+            return c.create_experiment(name, artifact_location=_artifact_location(uri, name),
+                                       tags={"autofusion.task": name})
+        except Exception:  # noqa: BLE001 - another search on this store created it first
+            exp = c.get_experiment_by_name(name)
+            if exp is None:
+                raise
     if exp.lifecycle_stage == "deleted":
         c.restore_experiment(exp.experiment_id)
     return exp.experiment_id

@@ -1,8 +1,10 @@
 """Classical encoders: their features are fitted on the training split only, computed once per
-search, shared by every trial that picks them, and a model built on them trains."""
+search, shared by every trial that picks them, a model built on them trains, and the fitted
+TF-IDF is saved inside the logged model."""
 
 from __future__ import annotations
 
+import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -11,10 +13,11 @@ from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TRAIN
 from autofusion.features import add_extractor, build_features
 from autofusion.models.build import build_model
+from autofusion.models.features import load_extractor
 from autofusion.spaces.load import load_space
-from autofusion.train.loop import fit
+from autofusion.train.loop import fit, predict
 from autofusion.trial import TrialConfig
-from tests.helpers import flat_config
+from tests.helpers import flat_config, log_in_new_run
 
 
 def _text_manifest(tmp_path, n: int = 60):
@@ -82,3 +85,34 @@ def test_a_tfidf_model_learns_the_words(tmp_path):
     history = fit(model, data, tc, device=torch.device("cpu"))
     assert max(h["val_accuracy"] for h in history) == 1.0
     assert np.isfinite(history[-1]["train_loss"])
+
+
+def test_the_fitted_tfidf_travels_inside_the_logged_model(tmp_path, store_template):
+    """The vocabulary and weights fitted on the training rows are saved with the model: a saved
+    extractor transforms as the fitted one (unseen words included), and the loaded pyfunc
+    predicts raw texts as the trained model does."""
+    space = _text_space(tmp_path)
+    manifest = _text_manifest(tmp_path, n=40)
+    data = prepare_data(manifest, space, home=tmp_path / "h")
+    build_features(data, space)
+    flat = flat_config(["text"], {"text": "tfidf"}, "mid", **{"encoder.text.tfidf.char_ngrams": 0,
+                                                             "encoder.text.tfidf.dim": 16, "train.epochs": 2})
+    tc = TrialConfig.from_flat(flat, ["text"])
+    torch.manual_seed(0)
+    model = build_model(tc, data.meta)
+    fit(model, data, tc, device=torch.device("cpu"))
+    model.eval()
+    key = model.feature_keys["text"]
+    data.extractors[key].save(tmp_path / "saved")
+    texts = ["good item number3 unique3", "bad words never seen", ""]
+    saved, fitted = load_extractor(tmp_path / "saved").transform(texts)["x"], data.extractors[key].transform(texts)["x"]
+    assert saved.shape == fitted.shape and (saved != fitted).nnz == 0  # sparse TF-IDF rows
+    assert fitted[1].nnz == 1  # of "bad words never seen", only "bad" is in the training vocabulary
+    model_uri, _ = log_in_new_run(tmp_path, model, tc, data, store_template, experiment="tfidf")
+    loaded = mlflow.pyfunc.load_model(model_uri)
+    rows = pd.read_csv(manifest).head(4)
+    pred = loaded.predict(rows[["text"]])
+    idx = np.array([int(np.flatnonzero(data.row_ids == i)[0]) for i in rows.index + 1])  # manifest rows in order
+    out, _ = predict(model, data, idx, torch.device("cpu"))
+    probs = pred[[f"prob_{c}" for c in data.meta.classes]].to_numpy()
+    assert np.allclose(probs, torch.softmax(out, dim=-1).numpy(), atol=1e-5)

@@ -111,3 +111,21 @@ def test_the_parent_summary_logs_counts_best_metrics_and_the_trials_table(parent
     assert table["error"].tolist()[1] == "ValueError: boom" and table["epochs"].tolist() == [2, 0]
     pareto = json.load(open(f"{local}/pareto_front.json"))
     assert pareto == [{"trial": 1, "run_id": "r1", "val_accuracy": 0.75, "num_params": 100, "latency_ms": 1.0}]
+
+
+def test_an_experiment_created_by_another_search_in_between_is_joined(sqlite_uri, monkeypatch):
+    """Two searches starting on one new store both find no experiment; the one that creates it
+    second gets MLflow's unique-name error and must join the experiment, not fail."""
+    import mlflow
+
+    first = tracking.experiment_id(sqlite_uri, "image_text")  # the other search, a moment earlier
+    real = mlflow.MlflowClient.get_experiment_by_name
+    calls = []
+
+    def stale_then_real(self, name):  # this search looked before the other one created it
+        calls.append(name)
+        return None if len(calls) == 1 else real(self, name)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "get_experiment_by_name", stale_then_real)
+    assert tracking.experiment_id(sqlite_uri, "image_text") == first
+    assert len(calls) == 2
