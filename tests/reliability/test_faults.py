@@ -140,6 +140,7 @@ def test_tracking_server_restart_mid_search_loses_nothing(tmp_path, store_templa
         _wait_for_trial_run(url, search, log)
         _kill(servers[0])
         down = time.time()
+        assert search.poll() is None, "the search ended before the server went down: nothing was tested"
         servers.append(_start_server(root, port, tmp_path / "server-2.log"))
         print(f"the tracking server was down for {time.time() - down:.1f}s")
         _finish(search, log, timeout=400)
