@@ -114,7 +114,8 @@ def client(uri: str):
 
 
 def experiment_id(uri: str, name: str) -> str:
-    """The id of experiment ``name``, created if needed (restored if deleted)."""
+    """The id of experiment ``name``, created if needed (restored if deleted; joined if another
+    search on the same store creates it between our lookup and our create)."""
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     if exp is None:

@@ -125,8 +125,8 @@ def _wait_for_trial_run(url: str, search: subprocess.Popen, log: Path, timeout: 
 
 def test_tracking_server_restart_mid_search_loses_nothing(tmp_path, store_template):
     """The server is killed once the first trial's run exists and started again on the same
-    port and backend, so it is down for as long as a server takes to start (5-8 s on two
-    cores); the search waits for it (MLflow's HTTP retries, then autofusion's writer retries)
+    port and backend, so it is down for as long as a server takes to start (4-8 s measured on
+    two cores); the search waits for it (MLflow's HTTP retries, then autofusion's writer retries)
     and every write arrives."""
     root = tmp_path / "server"
     root.mkdir()
