@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import mlflow
 import pandas as pd
 import pytest
 
@@ -116,8 +117,6 @@ def test_the_parent_summary_logs_counts_best_metrics_and_the_trials_table(parent
 def test_an_experiment_created_by_another_search_in_between_is_joined(sqlite_uri, monkeypatch):
     """Two searches starting on one new store both find no experiment; the one that creates it
     second gets MLflow's unique-name error and must join the experiment, not fail."""
-    import mlflow
-
     first = tracking.experiment_id(sqlite_uri, "image_text")  # the other search, a moment earlier
     real = mlflow.MlflowClient.get_experiment_by_name
     calls = []
