@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -102,15 +101,6 @@ def _start_server(root: Path, port: int, log: Path) -> subprocess.Popen:
     return proc
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    """SIGKILL to the server's whole process group: a crash, not a shutdown."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
-
-
 def _wait_for_trial_run(url: str, search: subprocess.Popen, log: Path, timeout: float = 300) -> None:
     c = tracking.client(url)
     deadline = time.time() + timeout
@@ -138,7 +128,7 @@ def test_tracking_server_restart_mid_search_loses_nothing(tmp_path, store_templa
     search = _search(tmp_path, url, "--num-trials", "2", "--max-epochs", "2", "--scheduler", "fifo", log=log)
     try:
         _wait_for_trial_run(url, search, log)
-        _kill(servers[0])
+        procs.stop(servers[0], grace=0)  # SIGKILL to its process group: a crash, not a shutdown
         down = time.time()
         assert search.poll() is None, "the search ended before the server went down: nothing was tested"
         servers.append(_start_server(root, port, tmp_path / "server-2.log"))
