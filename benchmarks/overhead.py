@@ -97,7 +97,9 @@ def ray_defaults(configs: list[tuple[dict, dict]], data, concurrency: int, stora
     t0 = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - t0
-    return wall, sum(r.metrics.get("train_seconds", 0.0) for r in grid)
+    if grid.errors:  # a failed trial would read as 0 s of training
+        raise SystemExit(f"(b) Ray Tune defaults: {len(grid.errors)} trial(s) failed: {grid.errors[0]}")
+    return wall, sum(r.metrics["train_seconds"] for r in grid)
 
 
 def via_autofusion(configs: list[tuple[dict, dict]], task: str, manifest: Path, concurrency: int, epochs: int,

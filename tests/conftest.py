@@ -1,6 +1,11 @@
-"""Shared fixtures: one local Ray for the whole session, MLflow stores in temp dirs (each a
-copy of one store migrated once per session: creating a store runs MLflow's migrations, about
-a second each time on two cores; copying one takes milliseconds)."""
+"""Shared fixtures: one local Ray per test process, MLflow stores in temp dirs (each a copy of
+one store migrated once per session: creating a store runs MLflow's migrations, about a second
+each time on two cores; copying one takes milliseconds).
+
+The suite runs in two processes (pytest-xdist, ``-n auto --dist loadfile`` in pyproject.toml):
+most of a real search's wall time is waiting (Ray and servers starting, subprocesses
+importing torch, polling), which the other process fills. ``loadfile`` keeps each test module
+in one process, so a module's shared search is made once."""
 
 from __future__ import annotations
 
@@ -11,20 +16,33 @@ import pytest
 
 from tests.helpers import new_store
 
+ROOT = Path(__file__).resolve().parents[1]
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: two test processes where there are two cores or more (each has its own
+    two-CPU Ray), one on a single core."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 @pytest.fixture(scope="session")
 def ray_local():
-    """A real local Ray with two CPUs, started once per test session."""
+    """A real local Ray with two CPUs, started once per test process. It starts from the
+    repository's root whichever test asks first (the catalogue asks from inside a test, after
+    ``_isolated`` moved it to its own folder): Ray workers put the driver's working folder on
+    their import path, and the benchmark smoke runs send functions of ``benchmarks/`` to them."""
     import logging
 
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(ROOT)
+            ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     yield ray
     ray.shutdown()
 
