@@ -699,15 +699,12 @@ def run_cli(args: list[str], cwd: Path, timeout: float, home: Path | None = None
         return CliResult(124, time.perf_counter() - t0, out, f"error: timed out after {timeout:.0f}s")
 
 
-def known_tasks(cwd: Path) -> dict[str, set[str]]:
-    """Built-in tasks and their modalities, from ``autofusion spaces list``."""
-    res = run_cli(["spaces", "list"], cwd, 120)
-    tasks = {}
-    for line in res.out.splitlines():
-        m = re.match(r"^(\w+)\s+([a-z, ]+?)\s{2,}", line)
-        if m:
-            tasks[m.group(1)] = {s.strip() for s in m.group(2).split(",")}
-    return tasks
+def known_tasks() -> dict[str, set[str]]:
+    """Built-in tasks and their modalities, as ``autofusion spaces list`` prints them (read
+    here, not from a subprocess: a second of imports that is no part of any figure)."""
+    from autofusion.spaces import builtin_tasks, load_space
+
+    return {t: set(load_space(t).modalities) for t in builtin_tasks()}
 
 
 def model_uri(res: CliResult, store: str, experiment: str) -> str | None:
@@ -925,11 +922,10 @@ def tabular_only(ds: Dataset, tmp: Path) -> Dataset:
 
 
 def smoke_dataset(tmp: Path) -> Path:
-    """A tiny image+text manifest from ``autofusion data demo`` (no split column)."""
-    res = run_cli(["data", "demo", "image_text", str(tmp / "demo"), "--num-samples", "60"], tmp, 300)
-    if res.rc != 0:
-        raise SystemExit("autofusion data demo failed: " + res.error_line())
-    return tmp / "demo" / "manifest.csv"
+    """A tiny image+text manifest, as ``autofusion data demo`` writes it (no split column)."""
+    from autofusion.data.demo import write_demo
+
+    return write_demo("image_text", tmp / "demo", num_samples=60)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -959,7 +955,7 @@ def main(argv: list[str] | None = None) -> None:
     if methods - known:
         raise SystemExit(f"--methods: unknown {', '.join(sorted(methods - known))}")
     t_start = time.time()
-    tasks = known_tasks(tmp)
+    tasks = known_tasks()
     specs: list[tuple[str, Path, dict[str, Any]]] = []
     if a.smoke:
         search_args = ["--num-trials", "1", "--max-epochs", "1", *search_args]

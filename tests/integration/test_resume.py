@@ -1,5 +1,5 @@
-"""Interrupted searches: SIGTERM (graceful, like Ctrl-C) and SIGKILL of the driver, then
-``--resume``: finished trials are kept and not rerun, no duplicate MLflow runs, and the
+"""Interrupted searches: SIGKILL and SIGTERM (graceful, like Ctrl-C) of the driver, each
+followed by ``--resume``: finished trials are kept and not rerun, no duplicate MLflow runs, and the
 final count equals --num-trials. (Failing trials: tests/reliability/test_faults.py.)"""
 
 from __future__ import annotations
@@ -33,20 +33,23 @@ encoders:
 """
 
 
-def _start(tmp_path: Path, uri: str, trials: int) -> subprocess.Popen:
+TRIALS = 4  # one finished before each signal, two still to run after the second
+
+
+def _start(tmp_path: Path, uri: str, trials: int = 0, resume: str | None = None) -> subprocess.Popen:
     exe = shutil.which("autofusion") or str(Path(sys.executable).parent / "autofusion")
     env = {**os.environ, "AUTOFUSION_HOME": str(tmp_path / ".autofusion")}
     space = tmp_path / "slow.yaml"
     space.write_text(SLOW_SPACE)
-    return subprocess.Popen(
-        [exe, "search", "--space", str(space), "--num-trials", str(trials), "--max-epochs", "2",
-         "--concurrency", "1", "--demo-samples", "400", "--tracking-uri", uri, "--quiet"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    args = (["--resume", resume] if resume else
+            ["--space", str(space), "--num-trials", str(trials), "--max-epochs", "2", "--concurrency", "1",
+             "--demo-samples", "400", "--tracking-uri", uri])
+    return subprocess.Popen([exe, "search", *args, "--quiet"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_finished_trial(uri: str, proc: subprocess.Popen, timeout: float = 300) -> str:
-    """Polls MLflow until one trial run has finished; returns the search's parent run id."""
+def _wait_for_finished_trials(uri: str, proc: subprocess.Popen, count: int, timeout: float = 300) -> str:
+    """Polls MLflow until ``count`` trial runs have finished; returns the search's parent run id."""
     t0 = time.time()
     while time.time() - t0 < timeout:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
@@ -58,39 +61,52 @@ def _wait_for_finished_trial(uri: str, proc: subprocess.Popen, timeout: float = 
                 continue
             done = c.search_runs([exp.experiment_id],
                                  "attributes.status = 'FINISHED' and tags.`autofusion.kind` = 'trial'")
-            if done:
+            if len(done) >= count:
                 return done[0].data.tags["mlflow.parentRunId"]
         except Exception:  # noqa: BLE001 - the store may not exist yet
             continue
-    raise AssertionError("no trial finished in time")
+    raise AssertionError(f"{count} trial(s) did not finish in time")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_interrupted_search_resumes_without_duplicates(tmp_path, ray_local, store_template, sig):
+def _finished(uri: str, exp_id: str, parent: str) -> set[str]:
+    return {r.info.run_id for r in tracking.find_child_runs(uri, exp_id, parent) if r.info.status == "FINISHED"}
+
+
+def test_interrupted_search_resumes_without_duplicates(tmp_path, ray_local, store_template):
+    """One search interrupted twice: SIGKILL of the driver (nothing runs on the way out), a
+    ``--resume`` from the command line, SIGTERM of that one (graceful, like Ctrl-C), and a
+    second resume to the end. One chain instead of a search per signal: each CLI search pays
+    seconds of imports and Ray start-up before its first trial."""
     # the store is made here: the polling below must not migrate it alongside the search
     uri = new_store(tmp_path / "mlruns", store_template)
-    proc = _start(tmp_path, uri, trials=3)
-    parent = _wait_for_finished_trial(uri, proc)
+    proc = _start(tmp_path, uri, trials=TRIALS)
+    parent = _wait_for_finished_trials(uri, proc, 1)
     c = tracking.client(uri)
     exp_id = c.get_run(parent).info.experiment_id
-    first = {r.info.run_id for r in tracking.find_child_runs(uri, exp_id, parent) if r.info.status == "FINISHED"}
-    proc.send_signal(sig)
+    first = _finished(uri, exp_id, parent)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+
+    proc = _start(tmp_path, uri, resume=parent)  # a search killed outright resumes
+    assert _wait_for_finished_trials(uri, proc, len(first) + 1) == parent
+    second = _finished(uri, exp_id, parent)
+    assert first < second  # the first finished trials kept, one more
+    proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    if sig == signal.SIGTERM:
-        assert proc.returncode == 130, err[-2000:]
-        assert f"autofusion search --resume {parent}" in err
-        assert c.get_run(parent).info.status == "KILLED"
-    else:
-        assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == 130, err[-2000:]
+    assert f"autofusion search --resume {parent}" in err
+    assert c.get_run(parent).info.status == "KILLED"
+
     result = run_search(SearchOptions(resume=parent, home=str(tmp_path / ".autofusion"), quiet=True))
     assert result.parent_run_id == parent
     children = tracking.find_child_runs(uri, exp_id, parent)  # active runs only
-    assert len(children) == 3
-    assert sorted(int(r.data.tags["autofusion.trial_number"]) for r in children) == [1, 2, 3]
-    assert first <= {r.info.run_id for r in children}  # finished trials kept, not rerun
+    assert len(children) == TRIALS
+    assert sorted(int(r.data.tags["autofusion.trial_number"]) for r in children) == list(range(1, TRIALS + 1))
+    assert second <= {r.info.run_id for r in children}  # finished trials kept, not rerun
     assert all(r.info.status in ("FINISHED", "FAILED") for r in children)
     for r in children:  # each epoch logged once: no trial ran twice into one run
         steps = sorted(m.step for m in c.get_metric_history(r.info.run_id, "val_accuracy"))
         assert steps == list(range(1, len(steps) + 1)) and steps, steps
     assert c.get_run(parent).info.status == "FINISHED"
-    assert len(result.trials) == 3 and result.best is not None and result.model_uri
+    assert len(result.trials) == TRIALS and result.best is not None and result.model_uri
