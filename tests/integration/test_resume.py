@@ -33,7 +33,7 @@ encoders:
 """
 
 
-TRIALS = 4  # one finished before each signal, two still to run after the second
+TRIALS = 4  # a signal after the first finished trial, another after the second: trials are left for the end
 
 
 def _start(tmp_path: Path, uri: str, trials: int = 0, resume: str | None = None) -> subprocess.Popen:
