@@ -39,11 +39,13 @@ TRIALS = 4  # a signal after the first finished trial, another after the second:
 def _start(tmp_path: Path, uri: str, trials: int = 0, resume: str | None = None) -> subprocess.Popen:
     exe = shutil.which("autofusion") or str(Path(sys.executable).parent / "autofusion")
     env = {**os.environ, "AUTOFUSION_HOME": str(tmp_path / ".autofusion")}
-    space = tmp_path / "slow.yaml"
-    space.write_text(SLOW_SPACE)
-    args = (["--resume", resume] if resume else
-            ["--space", str(space), "--num-trials", str(trials), "--max-epochs", "2", "--concurrency", "1",
-             "--demo-samples", "400", "--tracking-uri", uri])
+    if resume:  # the search's space, store and settings come from its saved state
+        args = ["--resume", resume]
+    else:
+        space = tmp_path / "slow.yaml"
+        space.write_text(SLOW_SPACE)
+        args = ["--space", str(space), "--num-trials", str(trials), "--max-epochs", "2", "--concurrency", "1",
+                "--demo-samples", "400", "--tracking-uri", uri]
     return subprocess.Popen([exe, "search", *args, "--quiet"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -1,7 +1,8 @@
 """The package's shape: no import cycle among autofusion's modules (imports inside functions
 and lazy imports counted), no module over 400 lines, and leaf modules that stay cheap to
-import. Read from the source with ``ast``; nothing here imports autofusion but the last test,
-in a fresh interpreter."""
+import, and every encoder and fusion module in its package's import list. Read from the source
+with ``ast``; nothing here imports autofusion but the light-modules test, in a fresh
+interpreter."""
 
 from __future__ import annotations
 
@@ -164,3 +165,13 @@ def test_light_modules_import_no_heavy_library(module):
             "print(sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", f"importing {module} imports {out.stdout.strip()}"
+
+
+@pytest.mark.parametrize("package", ["autofusion.models.encoders", "autofusion.models.fusion"])
+def test_every_encoder_and_fusion_module_is_in_its_package_import_list(package):
+    """A module's ``@register_*`` classes exist only once its package imports it: this names a
+    module left out of the list (search_spaces/README.md, "Adding an encoder or a fusion operator")."""
+    modules = {m for m, path in MODULES.items()  # those that register a component (not shared helpers)
+               if m.rpartition(".")[0] == package and "@register_" in path.read_text(encoding="utf-8")}
+    listed = _imported(package, ast.parse(MODULES[package].read_text(encoding="utf-8")))
+    assert modules and modules <= listed, f"{package} does not import {sorted(modules - listed)}"

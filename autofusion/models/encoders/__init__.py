@@ -1,6 +1,8 @@
-"""Encoders, one module per modality; importing this package fills the registries."""
+"""Encoders, one module per modality or family; importing this package fills the registries.
+The pretrained families (``hf``, ``timm_image``) import transformers and timm only when a model
+is built."""
 
-from autofusion.models.encoders import (  # noqa: F401  # noqa: F401  # noqa: F401  (pretrained: transformers, timm)
+from autofusion.models.encoders import (  # noqa: F401
     audio,
     classical,
     hf,
