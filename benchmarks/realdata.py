@@ -18,13 +18,16 @@ same metric function, from its test predictions:
 - autofusion's default search: the installed CLI run as a user would, ``autofusion search
   --data M [--task T] [--columns ...] --tracking-uri ... --experiment ... --quiet`` with no
   tuning flags, then ``autofusion predict`` on the test rows; ``--repeats N`` runs it N
-  times (same default seed) and reports the mean (min-max).
+  times (same default seed: is it steady?) and reports the mean (min-max); ``--search-seeds
+  0,1,2`` runs it once per seed instead (``--seed S``: the spread a user meets, since the
+  trials' sampling and initial weights are one draw per seed), the fixed model too.
 
 Where the CLI cannot run a data set yet (houses: tabular columns, several images, a numeric
 target), its rows say "not supported yet" with the CLI's one-line error.
 
     python benchmarks/realdata.py                                   # memes and houses, 1 search each
-    python benchmarks/realdata.py --repeats 3 --json realdata.json  # the published table
+    python benchmarks/realdata.py --repeats 3 --json realdata.json  # three runs, one seed: steady?
+    python benchmarks/realdata.py --search-seeds 0,1,2              # one run per seed: the spread
     python benchmarks/realdata.py --datasets memes --methods sklearn
     python benchmarks/realdata.py --data my.csv --columns image=poster,text=plot --label genre
     python benchmarks/realdata.py --datasets memes --search-args "--num-trials 24"
@@ -888,26 +891,45 @@ def verdict(ds: Dataset, rows: list[Row]) -> tuple[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- main
 
 
-def bench(ds: Dataset, methods: set[str], repeats: int, search_args: list[str], tmp: Path, timeout: float) -> list[Row]:
-    """All methods on one data set, one after another (so their wall times do not overlap)."""
+def run_args(search_args: list[str], repeats: int, seeds: list[int] | None) -> list[list[str]]:
+    """The flags of each repeated run: the same ones ``repeats`` times, or one run per seed."""
+    if seeds is None:
+        return [list(search_args)] * repeats
+    return [[*search_args, "--seed", str(s)] for s in seeds]
+
+
+def seeds_label(seeds: list[int] | None) -> str:
+    """What a row's runs differ by, for its method column."""
+    return f", seeds {', '.join(map(str, seeds))}" if seeds else ""
+
+
+def bench(ds: Dataset, methods: set[str], repeats: int, search_args: list[str], tmp: Path, timeout: float,
+          seeds: list[int] | None = None) -> list[Row]:
+    """All methods on one data set, one after another (so their wall times do not overlap).
+    With ``seeds``, the fixed model and each search run once per seed (``--seed``), else the
+    fixed model once and the search ``repeats`` times with the same flags."""
     rows: list[Row] = []
     if "sklearn" in methods:
         rows += sklearn_rows(ds)
     if "fixed" in methods:
-        run = autofusion_run(ds, [*search_args, "--num-trials", "1"], tmp, "fixed", timeout)
-        rows.append(neural_row("autofusion fixed hand-built model (search --num-trials 1: concat + MLP)", "fixed", [run]))
+        runs = [autofusion_run(ds, [*args, "--num-trials", "1"], tmp, f"fixed{i + 1}", timeout)
+                for i, args in enumerate(run_args(search_args, 1, seeds))]
+        rows.append(neural_row("autofusion fixed hand-built model (search --num-trials 1: concat + MLP"
+                               + seeds_label(seeds) + ")", "fixed", runs))
     if "search" in methods:
         runs = []
-        for i in range(repeats):
-            runs.append(autofusion_run(ds, search_args, tmp, f"search{i + 1}", timeout))
+        for i, args in enumerate(run_args(search_args, repeats, seeds)):
+            runs.append(autofusion_run(ds, args, tmp, f"search{i + 1}", timeout))
             if runs[-1].get("rc") == 2:
                 break  # the CLI refused the data: every repeat would
         label = "autofusion default search" + (f" ({shlex.join(search_args)})" if search_args else "")
-        rows.append(neural_row(label, "search", runs))
+        rows.append(neural_row(label + seeds_label(seeds), "search", runs))
     if "tabular" in methods and ds.roles.get("numeric", []) + ds.roles.get("categorical", []):
         only = tabular_only(ds, tmp)
-        runs = [autofusion_run(only, search_args, tmp, f"tabular{i + 1}", timeout) for i in range(repeats)]
-        rows.append(neural_row("autofusion default search, tabular fields only (no photos)", "search", runs))
+        runs = [autofusion_run(only, args, tmp, f"tabular{i + 1}", timeout)
+                for i, args in enumerate(run_args(search_args, repeats, seeds))]
+        rows.append(neural_row("autofusion default search, tabular fields only (no photos" + seeds_label(seeds) + ")",
+                               "search", runs))
     return rows
 
 
@@ -940,7 +962,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", default=None,
                     help="of sklearn,fixed,search,tabular (default: all; --smoke: sklearn,search); tabular: the "
                          "default search on a data set's tabular fields alone")
-    ap.add_argument("--repeats", type=int, default=1, help="default searches per data set (3 for the published table)")
+    ap.add_argument("--repeats", type=int, default=1, help="default searches per data set, same seed (is it steady?)")
+    ap.add_argument("--search-seeds", default=None, metavar="S,S,...",
+                    help="one default search (and fixed model) per seed instead of --repeats: the spread over seeds")
     ap.add_argument("--search-args", default="", help="extra flags for both autofusion searches, e.g. '--num-trials 24'")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split made for a manifest without one")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per autofusion command")
@@ -950,6 +974,12 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="afx-realdata-"))
     search_args = shlex.split(a.search_args)
+    try:
+        seeds = [int(v) for v in a.search_seeds.split(",")] if a.search_seeds else None
+    except ValueError:
+        raise SystemExit(f"--search-seeds: whole numbers separated by commas, not {a.search_seeds!r}") from None
+    if seeds is not None and "--seed" in search_args:
+        raise SystemExit("--search-seeds and a --seed in --search-args: give one of them")
     known = {"sklearn", "fixed", "search", "tabular"}
     methods = set((a.methods or ("sklearn,search" if a.smoke else ",".join(sorted(known)))).split(","))
     if methods - known:
@@ -970,13 +1000,14 @@ def main(argv: list[str] | None = None) -> None:
         roles = parse_columns(a.columns) if a.columns else None
         specs.append((Path(a.data).resolve().parent.name or Path(a.data).stem, Path(a.data), {"roles": roles}))
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPUs, {platform.platform()}",
-                              "python": platform.python_version(), "repeats": a.repeats, "search_args": search_args,
+                              "python": platform.python_version(), "repeats": len(seeds) if seeds else a.repeats,
+                              "search_seeds": seeds, "search_args": search_args,
                               "methods": sorted(methods), "datasets": []}
     for name, manifest, spec in specs:
         ds = load_dataset(name, manifest, spec.get("roles"), a.label if "cli" not in spec else spec.get("label"),
                           spec.get("log"), spec.get("cli"), a.target if "cli" not in spec else None, a.seed, tmp, tasks)
         counts = [len(ds.idx(c)) for c in range(3)]
-        rows = bench(ds, methods, a.repeats, search_args, tmp, 300 if a.smoke else a.timeout)
+        rows = bench(ds, methods, a.repeats, search_args, tmp, 300 if a.smoke else a.timeout, seeds)
         line, judged = verdict(ds, rows)
         roles = "; ".join(f"{r}: {', '.join(c)}" for r, c in ds.roles.items())
         print(f"\n### {ds.name} ({ds.target}{', log target' if ds.log_target else ''}; "

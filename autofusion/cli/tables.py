@@ -62,6 +62,9 @@ def print_summary(result: SearchResult, modalities: list[str], console: Any) -> 
     test = ", ".join(f"{k}={v:.4f}" for k, v in result.test_metrics.items())
     console.print(f"Best: trial {b.number} ({b.config.get('fusion.type')} fusion), "
                   f"{result.settings.metric}={b.best_value:.4f} at epoch {b.best_epoch}; test: {test}", highlight=False)
+    if result.noise is not None:
+        console.print("Validation noise: " + result.noise.text(result.settings.metric, b.best_value), highlight=False,
+                      markup=False)
     d = result.default_trial
     if d is not None and d.best_value is not None:
         stopped = f", stopped at epoch {len(d.history)}" if d.status == "pruned" else ""

@@ -61,6 +61,7 @@ evaluate = LazyImport("autofusion.search.evaluate")
 pyfunc = LazyImport("autofusion.serving.pyfunc")
 serving_ensemble = LazyImport("autofusion.serving.ensemble")
 ensemble = LazyImport("autofusion.search.ensemble")
+noise = LazyImport("autofusion.search.noise")
 plots = LazyImport("autofusion.tracking.plots")
 
 if TYPE_CHECKING:
@@ -273,6 +274,12 @@ def _finish(ctx: SearchContext, writer: TrackingWriter, study: Any) -> SearchRes
             ens, ens_matrix = _log_ensemble(ctx, trials, best)
         except Exception as exc:  # noqa: BLE001 - the best trial is the search's model then
             log.warning("no ensemble: %s: %s", type(exc).__name__, exc)
+    told = None
+    if best is not None:
+        try:
+            told = noise.validation_noise(trials, best, ctx.data, s, seed=s.seed)
+        except Exception as exc:  # noqa: BLE001 - a reading aid, never a failure
+            log.warning("no validation-noise estimate: %s: %s", type(exc).__name__, exc)
     result = SearchResult(
         parent_run_id=ctx.parent, experiment_id=ctx.experiment_id, experiment=ctx.experiment, tracking_uri=ctx.uri,
         settings=s, trials=trials, best=best, test_metrics=test_metrics, model_uri=model_uri,
@@ -283,7 +290,7 @@ def _finish(ctx: SearchContext, writer: TrackingWriter, study: Any) -> SearchRes
         pareto=pareto, tracking_errors=list(writer.errors), modalities=list(meta.modalities),
         default_trial=selection.matching_trial(trials, handbuilt.default_trial(
             ctx.space, meta.target, class_counts=meta.class_counts, metric=s.metric)),
-        ensemble=ens,
+        ensemble=ens, noise=told,
     )
     drawn = artifacts.log_parent_summary(ctx.uri, result, study, meta.modalities)
     final_matrix = ens_matrix if ens is not None and ens.kept else matrix

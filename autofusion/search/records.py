@@ -134,6 +134,38 @@ class EnsembleResult:
         return ", ".join(f"trial {n} x{w:.2f}" for n, w in zip(self.trials, self.weights))
 
 
+SURE = 0.95  # the best trial must win on this share of bootstrap resamples to be told apart
+
+
+@dataclass(frozen=True)
+class ValidationNoise:
+    """What the bootstrap found: the best trial's interval and the trials not told apart from it."""
+
+    rows: int
+    resamples: int
+    low: float  # the best trial's 95% interval of the metric
+    high: float
+    compared: int  # other trials with saved validation outputs
+    tied: list[int] = field(default_factory=list)  # their numbers, the closest to the best first
+    shares: dict[int, float] = field(default_factory=dict)  # trial -> share of resamples the best one wins
+
+    def text(self, metric: str, best_value: float) -> str:
+        """One line for the summary and the report."""
+        head = (f"on {self.rows} validation rows the best trial's {metric} {best_value:.4f} has a 95% bootstrap "
+                f"interval of {self.low:.4f}-{self.high:.4f}")
+        if not self.compared:
+            return head
+        if not self.tied:
+            return f"{head}; it beats each of the other {self.compared} trials on at least {SURE:.0%} of resamples"
+        if len(self.tied) == self.compared:
+            which = f"none of the other {self.compared} trials is told apart from it"
+        else:
+            shown = ", ".join(str(n) for n in self.tied[:8]) + (", ..." if len(self.tied) > 8 else "")
+            which = f"{len(self.tied)} of the other {self.compared} trials (trials {shown}) are not told apart from it"
+        return (f"{head}; {which}: it beats them on fewer than {SURE:.0%} of resamples, so its lead over them may be "
+                "noise, which more labelled validation rows would settle")
+
+
 @dataclass
 class SearchResult:
     """What a finished search found and where it logged it."""
@@ -157,6 +189,7 @@ class SearchResult:
     default_trial: TrialRecord | None = None  # the trial that ran the hand-built default configuration
     ensemble: EnsembleResult | None = None  # None: fewer than two trials kept validation outputs
     report_path: str | None = None  # the search's HTML report, beside the store
+    noise: ValidationNoise | None = None  # how surely validation ranks the best trial (search/noise.py)
 
     @property
     def final_model_uri(self) -> str | None:

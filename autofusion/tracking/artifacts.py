@@ -115,6 +115,11 @@ def _summary_values(result: SearchResult) -> tuple[dict[str, float], dict[str, s
             metrics.update(e.val_metrics)
             metrics.update(e.test_metrics)
             tags.update({"autofusion.model_uri": e.model_uri or "", "autofusion.model_run_id": result.parent_run_id})
+    n = result.noise
+    if n is not None:
+        metrics.update({f"best_{s.metric}_low": n.low, f"best_{s.metric}_high": n.high,
+                        "trials_tied_with_best": float(len(n.tied))})
+        tags["autofusion.tied_with_best"] = ",".join(map(str, n.tied))
     d = result.default_trial
     if d is not None and d.best_value is not None:
         metrics[f"default_{s.metric}"] = float(d.best_value)

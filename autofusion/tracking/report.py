@@ -116,6 +116,8 @@ def _outcome(result: SearchResult) -> str:
         lines.append(f"<b>Ensemble (the search's model):</b> {_e(e.members_text())}; {_e(s.metric)} "
                      f"{_num(e.val_value)} against the best trial's {_num(e.best_val_value)}; test: "
                      f"{_metrics_text(e.test_metrics)}")
+    if result.noise is not None:
+        lines.append(f"<b>Validation noise:</b> {_e(result.noise.text(s.metric, b.best_value))}")
     d = result.default_trial
     if d is not None and d.best_value is not None:
         lines.append(f"<b>Hand-built default:</b> trial {d.number} ({_e(d.config.get('fusion.type'))} fusion), "

@@ -57,21 +57,30 @@ def class_scores(pred: Tensor, y: Tensor, classes: list[str]) -> dict[str, float
     predicts the majority class scores at most 1/K of a perfect macro F1 and recall.
     """
     n = len(classes)
-    m = class_counts(pred, y, n).double()
-    tp, support, predicted = m.diagonal(), m.sum(dim=1), m.sum(dim=0)
+    s = count_scores(class_counts(pred, y, n))
+    out = {k: float(s[k]) for k in ("accuracy", "f1_macro", "recall_macro", "precision_macro")}
+    if n <= PER_CLASS_LIMIT:
+        for key, r, p in zip(class_keys(classes), s["recall"].tolist(), s["precision"].tolist()):
+            out[f"recall.{key}"] = r
+            out[f"precision.{key}"] = p
+    return out
+
+
+def count_scores(m: Tensor) -> dict[str, Tensor]:
+    """The scores of :func:`class_scores` from confusion matrices ``[..., K, K]`` (rows true
+    classes), batched over the leading dimensions: ``accuracy`` and the macro averages
+    ``[...]``, each class's ``recall`` and ``precision`` ``[..., K]``."""
+    m = m.double()
+    tp, support, predicted = m.diagonal(dim1=-2, dim2=-1), m.sum(dim=-1), m.sum(dim=-2)
     recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
     precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
     f1 = torch.where(recall + precision > 0, 2 * recall * precision / (recall + precision).clamp(min=1e-12),
                      torch.zeros_like(tp))
-    seen = (support > 0) | (predicted > 0)
-    k = max(int(seen.sum()), 1)
-    out = {"accuracy": float(tp.sum() / max(len(y), 1)), "f1_macro": float(f1[seen].sum() / k),
-           "recall_macro": float(recall[seen].sum() / k), "precision_macro": float(precision[seen].sum() / k)}
-    if n <= PER_CLASS_LIMIT:
-        for key, r, p in zip(class_keys(classes), recall.tolist(), precision.tolist()):
-            out[f"recall.{key}"] = r
-            out[f"precision.{key}"] = p
-    return out
+    seen = ((support > 0) | (predicted > 0)).double()
+    k = seen.sum(dim=-1).clamp(min=1)
+    return {"accuracy": tp.sum(dim=-1) / m.sum(dim=(-2, -1)).clamp(min=1), "f1_macro": (f1 * seen).sum(dim=-1) / k,
+            "recall_macro": (recall * seen).sum(dim=-1) / k, "precision_macro": (precision * seen).sum(dim=-1) / k,
+            "recall": recall, "precision": precision}
 
 
 def class_ids(out: Tensor) -> Tensor:

@@ -1,7 +1,8 @@
 """A real search whose greedy ensemble is kept (the rule "beats the best trial" is forced, as a
 tiny search rarely has trials to combine): the ensemble is tested once, logged as one pyfunc
 model in the search's run, named in the summary and the report, and ``autofusion promote``
-registers it; the registered model predicts raw inputs."""
+registers it; the registered model predicts raw inputs. The summary also says how surely the
+validation split ranks the best trial."""
 
 from __future__ import annotations
 
@@ -52,6 +53,24 @@ def test_the_kept_ensemble_is_tested_logged_and_summarised(kept):
     assert f"Model: {e.model_uri} (the ensemble" in text
     page = open(result.report_path).read()
     assert e.members_text() in page and "<b>Ensemble (the search's model):</b>" in page
+
+
+def test_the_summary_says_how_surely_validation_ranks_the_best_trial(kept):
+    """The paired bootstrap over the trials' saved validation outputs: in the summary, the
+    report and the search's run (search/noise.py; its figures are tested in test_noise.py)."""
+    result, uri, _ = kept
+    n, metric = result.noise, result.settings.metric
+    assert n is not None and n.rows == result.data_summary["val"] and n.compared == 2
+    assert n.low <= result.best.best_value <= n.high and set(n.tied) <= {t.number for t in result.trials}
+    line = n.text(metric, result.best.best_value)
+    out = StringIO()
+    print_summary(result, result.modalities, Console(file=out, width=1000))
+    assert "Validation noise: " + line in out.getvalue()
+    assert "<b>Validation noise:</b>" in open(result.report_path).read()
+    parent = tracking.client(uri).get_run(result.parent_run_id)
+    assert parent.data.metrics[f"best_{metric}_low"] == pytest.approx(n.low)
+    assert parent.data.metrics["trials_tied_with_best"] == len(n.tied)
+    assert parent.data.tags["autofusion.tied_with_best"] == ",".join(map(str, n.tied))
 
 
 def test_promote_registers_the_ensemble_and_it_predicts_raw_inputs(kept):
