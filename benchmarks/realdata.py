@@ -972,7 +972,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder (stores, predictions) and print it")
     ap.add_argument("--smoke", action="store_true", help="tiny generated data, 1 trial of 1 epoch: checks the script works")
     a = ap.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="afx-realdata-"))
     search_args = shlex.split(a.search_args)
     try:
         seeds = [int(v) for v in a.search_seeds.split(",")] if a.search_seeds else None
@@ -980,6 +979,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--search-seeds: whole numbers separated by commas, not {a.search_seeds!r}") from None
     if seeds is not None and "--seed" in search_args:
         raise SystemExit("--search-seeds and a --seed in --search-args: give one of them")
+    tmp = Path(tempfile.mkdtemp(prefix="afx-realdata-"))
     known = {"sklearn", "fixed", "search", "tabular"}
     methods = set((a.methods or ("sklearn,search" if a.smoke else ",".join(sorted(known)))).split(","))
     if methods - known:

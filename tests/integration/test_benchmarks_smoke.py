@@ -95,3 +95,17 @@ def test_realdata_smoke(run_smoke):
         assert 0.0 <= accuracy <= 1.0 and 0.0 <= f1 <= 1.0 and 0.0 <= val_f1 <= 1.0, r
         assert wall >= 0, r
     assert re.search(r"beat the best scikit-learn reference on demo-smoke\? accuracy: (YES|NO), search", out), out
+
+
+def test_realdata_runs_the_search_once_per_seed_or_repeats_one_seed():
+    """``--search-seeds`` gives each run its own ``--seed``; ``--repeats`` the same flags each
+    time; contradictory or malformed seeds stop the script before it writes anything."""
+    realdata = importlib.import_module("benchmarks.realdata")
+    assert realdata.run_args(["--num-trials", "2"], 3, None) == [["--num-trials", "2"]] * 3
+    assert realdata.run_args(["--num-trials", "2"], 3, [0, 5]) == [["--num-trials", "2", "--seed", "0"],
+                                                                  ["--num-trials", "2", "--seed", "5"]]
+    assert realdata.seeds_label([0, 1, 2]) == ", seeds 0, 1, 2" and realdata.seeds_label(None) == ""
+    with pytest.raises(SystemExit, match="whole numbers separated by commas, not 'a,b'"):
+        realdata.main(["--search-seeds", "a,b"])
+    with pytest.raises(SystemExit, match="give one of them"):
+        realdata.main(["--search-seeds", "1", "--search-args", "--seed 3"])
