@@ -26,9 +26,14 @@ EXTRA_OBJECTIVES = {"num_params": "min", "latency_ms": "min"}
 PER_CLASS_LIMIT = 20
 
 
+def val_metrics(target: str) -> list[str]:
+    """The validation metrics a search can rank trials by for a target kind (``val_f1_macro``)."""
+    return [f"val_{m}" for m in METRICS[target]]
+
+
 def metric_names(target: str) -> list[str]:
     """Every per-epoch metric a trial reports for a target kind (per-class ones aside)."""
-    return ["train_loss", *(f"val_{m}" for m in METRICS[target])]
+    return ["train_loss", *val_metrics(target)]
 
 
 def metric_mode(metric: str) -> str:

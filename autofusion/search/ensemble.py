@@ -168,6 +168,25 @@ def val_outputs(trial: TrialRecord) -> np.ndarray | None:
         return None
 
 
+def with_outputs(trials: list[TrialRecord], best: TrialRecord, rows: int, mode: str,
+                 limit: int = MAX_CANDIDATES) -> list[tuple[TrialRecord, np.ndarray]]:
+    """``best``, then the other finished and pruned trials with a finite value, best first,
+    each with its saved validation outputs (float64): at most ``limit`` of them are read, and
+    those without usable outputs (none saved, not ``rows`` long, not finite) are left out.
+    Empty when ``best`` is not among those trials."""
+    ok = [t for t in trials if t.status in ("finished", "pruned") and t.best_value is not None
+          and math.isfinite(t.best_value)]
+    if best not in ok:
+        return []
+    ok.sort(key=lambda t: (-t.best_value if mode == "max" else t.best_value, t.number))
+    pool: list[tuple[TrialRecord, np.ndarray]] = []
+    for t in [best, *(t for t in ok if t is not best)][:limit]:
+        p = val_outputs(t)
+        if p is not None and len(p) == rows and np.isfinite(p).all():
+            pool.append((t, p.astype(np.float64)))
+    return pool
+
+
 def choose_ensemble(trials: list[TrialRecord], best: TrialRecord, data: PreparedData, settings: Settings,
                     rounds: int = ROUNDS) -> EnsembleChoice | None:
     """Greedy selection over the finished and pruned trials' validation outputs; None when
@@ -175,16 +194,7 @@ def choose_ensemble(trials: list[TrialRecord], best: TrialRecord, data: Prepared
     idx = data.indices(VAL)
     y = torch.from_numpy(data.targets[idx])
     metric, mode = settings.metric, settings.mode
-    ok = [t for t in trials if t.status in ("finished", "pruned") and t.best_value is not None
-          and math.isfinite(t.best_value)]
-    ok.sort(key=lambda t: (-t.best_value if mode == "max" else t.best_value, t.number))
-    if best not in ok:
-        return None
-    pool: list[tuple[TrialRecord, np.ndarray]] = []
-    for t in [best, *(t for t in ok if t is not best)][:MAX_CANDIDATES]:
-        p = val_outputs(t)
-        if p is not None and len(p) == len(idx) and np.isfinite(p).all():
-            pool.append((t, p.astype(np.float64)))
+    pool = with_outputs(trials, best, len(idx), mode)
     if len(pool) < 2 or pool[0][0] is not best:
         return None
     target = data.meta.target

@@ -19,15 +19,13 @@ The resamples are seeded: the same outputs give the same figures.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from autofusion.data.prepare import DataMeta, PreparedData
 from autofusion.data.splits import VAL
-from autofusion.metrics import class_keys
-from autofusion.search.ensemble import MAX_CANDIDATES, as_outputs, val_outputs
+from autofusion.metrics import class_keys, val_metrics
+from autofusion.search.ensemble import MAX_CANDIDATES, as_outputs, with_outputs
 from autofusion.search.records import SURE, Settings, TrialRecord, ValidationNoise
 from autofusion.train.metrics import count_scores, output_metrics
 
@@ -43,6 +41,8 @@ def resampled(outputs: np.ndarray, y: torch.Tensor, draws: torch.Tensor, meta: D
     name = metric.removeprefix("val_")
     target = meta.target
     out = as_outputs(outputs, target)
+    if not batched(meta, metric):
+        return np.array([output_metrics(out[d], y[d], meta, prefix="val")[metric] for d in draws])
     if name == "loss":
         return _row_losses(out, y, target)[draws].mean(dim=1).numpy()
     if target == "classification":
@@ -54,15 +54,13 @@ def resampled(outputs: np.ndarray, y: torch.Tensor, draws: torch.Tensor, meta: D
         if key:
             return scores[kind][:, class_keys(meta.classes).index(key)].numpy()
         return scores[name].numpy()
-    if batched(meta, metric) and target == "regression":
-        err, yd = (out - y)[draws].flatten(1), y[draws].flatten(1)
-        if name == "rmse":
-            return err.pow(2).mean(dim=1).sqrt().numpy()
-        if name == "mae":
-            return err.abs().mean(dim=1).numpy()
-        total = (yd - yd.mean(dim=1, keepdim=True)).pow(2).sum(dim=1)
-        return (1 - err.pow(2).sum(dim=1) / total).numpy()
-    return np.array([output_metrics(out[d], y[d], meta, prefix="val")[metric] for d in draws])
+    err, yd = (out - y)[draws].flatten(1), y[draws].flatten(1)  # regression: rmse, mae, r2
+    if name == "rmse":
+        return err.pow(2).mean(dim=1).sqrt().numpy()
+    if name == "mae":
+        return err.abs().mean(dim=1).numpy()
+    total = (yd - yd.mean(dim=1, keepdim=True)).pow(2).sum(dim=1)
+    return (1 - err.pow(2).sum(dim=1) / total).numpy()
 
 
 def batched(meta: DataMeta, metric: str) -> bool:
@@ -85,47 +83,32 @@ def _row_losses(out: torch.Tensor, y: torch.Tensor, target: str) -> torch.Tensor
     return (out - y).pow(2).flatten(1).mean(dim=1)
 
 
-def knows(data: PreparedData, metric: str) -> bool:
-    """Whether ``metric`` is one of the output metrics (``val_*``) of this target kind."""
-    idx = data.indices(VAL)
-    if len(idx) == 0:
-        return False
-    meta = data.meta
-    probe = output_metrics(torch.zeros(1, meta.num_outputs), torch.from_numpy(data.targets[idx[:1]]), meta,
-                           prefix="val")
-    return metric in probe
-
-
 def validation_noise(trials: list[TrialRecord], best: TrialRecord, data: PreparedData, settings: Settings,
                      resamples: int = RESAMPLES, seed: int = 0) -> ValidationNoise | None:
     """The paired bootstrap of the best trial against the others (see the module doc); None
     without a validation split of two rows or more, without the best trial's saved outputs,
-    or for a metric that outputs alone do not give."""
+    or for a metric that is not one of the target kind's validation metrics."""
     idx = data.indices(VAL)
-    best_out = val_outputs(best)
-    if len(idx) < 2 or best_out is None or len(best_out) != len(idx) or not knows(data, settings.metric):
+    if len(idx) < 2 or settings.metric not in val_metrics(data.meta.target):
         return None
-    y = torch.from_numpy(data.targets[idx])
     most = MAX_CANDIDATES
     if not batched(data.meta, settings.metric):
         resamples, most = min(resamples, SLOW[0]), SLOW[1]
+    pool = with_outputs(trials, best, len(idx), settings.mode, limit=most + 1)
+    if not pool or pool[0][0] is not best:
+        return None
+    y = torch.from_numpy(data.targets[idx])
     draws = torch.from_numpy(np.random.default_rng(seed).integers(0, len(idx), size=(resamples, len(idx))))
 
     def boot(outputs: np.ndarray) -> np.ndarray:
         return resampled(outputs, y, draws, data.meta, settings.metric)
 
-    mine = boot(best_out)
+    mine = boot(pool[0][1])
     if not np.isfinite(mine).all():
         return None
     sign = 1.0 if settings.mode == "max" else -1.0
-    others = [t for t in trials if t is not best and t.status in ("finished", "pruned") and t.best_value is not None
-              and math.isfinite(t.best_value)]
-    others.sort(key=lambda t: (-sign * t.best_value, t.number))
     shares: dict[int, float] = {}
-    for t in others[:most]:
-        p = val_outputs(t)
-        if p is None or len(p) != len(idx) or not np.isfinite(p).all():
-            continue
+    for t, p in pool[1:]:
         diff = sign * (mine - boot(p))
         shares[t.number] = float((diff > 0).mean() + 0.5 * (diff == 0).mean())
     tied = sorted((n for n, s in shares.items() if s < SURE), key=lambda n: (shares[n], n))

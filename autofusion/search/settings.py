@@ -10,7 +10,12 @@ from typing import Any
 
 from autofusion.errors import ConfigError
 from autofusion.lazy import LazyImport
-from autofusion.metrics import DEFAULT_METRIC, EXTRA_OBJECTIVES, METRICS, metric_mode
+from autofusion.metrics import (
+    DEFAULT_METRIC,
+    EXTRA_OBJECTIVES,
+    metric_mode,
+    val_metrics,
+)
 from autofusion.search.records import SAMPLERS, SCHEDULERS, SearchOptions, Settings
 from autofusion.spaces.load import Space
 
@@ -25,7 +30,7 @@ def resolve_settings(space: Space, opts: SearchOptions, target: str) -> Settings
     """
     s = space.file.search
     metric = opts.metric or s.metric or DEFAULT_METRIC[target][0]
-    known = [f"val_{m}" for m in METRICS[target]]
+    known = val_metrics(target)
     if metric not in known:
         raise ConfigError(f"unknown metric {metric!r} for {target} targets; known: {', '.join(known)}")
     mode = opts.mode or (s.mode if metric == s.metric else None) or metric_mode(metric)
