@@ -193,7 +193,7 @@ def _gcs_refuses(target: str) -> str | None:
         from ray.exceptions import AuthenticationError, RpcError
     except ImportError:  # pragma: no cover - a Ray without token authentication
         return None
-    with _quiet_native_stderr():
+    with quiet_native_stderr():
         try:
             client = GcsClient(address=target)
             del client
@@ -220,7 +220,7 @@ def _enable_token_mode() -> None:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
+def quiet_native_stderr() -> Iterator[None]:
     """Keeps Ray's C++ warnings (written to file descriptor 2, not through Python) off the
     terminal while a probe fails on purpose; AUTOFUSION_VERBOSE shows them."""
     if os.environ.get("AUTOFUSION_VERBOSE"):

@@ -1,14 +1,17 @@
 """The feature stage, between the data and the trials: every feature extractor the space's
 encoder choices need (``autofusion.models.features``) is fitted on the training rows and
-applied to every row once per search, so all trials share its arrays through Ray's object
-store and none recomputes them.
+applied once per search to every distinct cell (rows that share a file or a text index into
+its arrays: ``data.arrays.IndexedRows``), so all trials share its arrays and none recomputes
+them.
 
 A pretrained encoder's extractor finds its weights here (a missing one stops the search
 before any MLflow run exists) and reads its preprocessing from the model. When the space lets
 it be frozen (``train.strategy``: ``frozen`` or ``staged``), its frozen outputs are computed
-once per dataset, in batches, and kept on disk (float16, memory-mapped) under
-``<home>/cache/features/<key>``, beside the decode cache, keyed by the data, the model's
-weights and the preprocessing: a second search reuses them without a forward pass.
+once per dataset and distinct cell, in batches sized to the device, and written to disk in
+chunks (float16, memory-mapped; a progress bar on a terminal; an interrupted run resumes at
+its last chunk) under ``<home>/cache/features/<key>``, beside the decode cache, keyed by the
+data, the model's weights and the preprocessing: a second search reuses them without a
+forward pass.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import pandas as pd
 
-from autofusion.data.cache import default_home, feature_dir, load_entry, save_entry
+from autofusion.data.arrays import IndexedRows, distinct_cells, per_distinct
+from autofusion.data.cache import Part, build_entry, default_home, feature_dir
 from autofusion.data.prepare import PreparedData
 from autofusion.data.splits import TRAIN
 from autofusion.models import ENCODERS
 from autofusion.models.build import feature_keys
-from autofusion.models.encoders.pretrained import FrozenOutputs
+from autofusion.models.encoders.pair import add_pairs
+from autofusion.models.encoders.pretrained import FrozenOutputs, embed_chunk
 from autofusion.models.features import (
     feature_key,
     feature_params,
@@ -37,7 +43,9 @@ from autofusion.models.features import (
     input_key,
 )
 from autofusion.spaces.schema import Distribution
-from autofusion.trial import STRATEGIES, TrialConfig
+from autofusion.trial import PAIR, STRATEGIES, TrialConfig
+
+MODEL_INPUTS_CHUNK = 256  # distinct cells per chunk of model inputs (images at the model's size) written
 
 
 def build_features(data: PreparedData, space: object, *, home: Path | None = None, quiet: bool = True) -> list[str]:
@@ -52,6 +60,8 @@ def build_features(data: PreparedData, space: object, *, home: Path | None = Non
     strategies = space_strategies(space)
     for m in data.meta.modalities:
         for name, params in space.file.encoders[m].choices.items():
+            if PAIR in name:  # two encoders on one input: their halves are choices of their own
+                continue
             cls = ENCODERS[m].get(name)
             check = getattr(cls, "check_weights", None)  # torchvision's pretrained: true
             if check is not None:
@@ -67,6 +77,7 @@ def build_features(data: PreparedData, space: object, *, home: Path | None = Non
             if built:
                 facts = ", ".join(f"{k} {v}" for k, v in data.meta.feature_infos[key].items())
                 notes.append(f"{m} {name}: fitted on the training rows in {time.perf_counter() - t0:.1f}s ({facts})")
+    add_pairs(data, space)  # a pair's halves' arrays side by side (models/encoders/pair.py)
     return notes
 
 
@@ -83,8 +94,8 @@ def space_strategies(space: object) -> set[str]:
 def add_extractor(data: PreparedData, modality: str, encoder: str, params: dict, *,
                   transform: bool = True) -> tuple[str, bool]:
     """Fits ``encoder``'s extractor on the training rows of ``modality``'s inputs and (unless
-    ``transform`` is False) applies it to every row; returns its key and whether it was built
-    now (False: it already was)."""
+    ``transform`` is False) applies it to every distinct cell; returns its key and whether it
+    was built now (False: it already was)."""
     cls = ENCODERS[modality].get(encoder)
     key = feature_key(encoder, cls, params)
     if key in data.extractors:
@@ -96,7 +107,7 @@ def add_extractor(data: PreparedData, modality: str, encoder: str, params: dict,
     extractor.fit(pd.concat(train, ignore_index=True))
     if transform:
         for n in names:
-            data.features[f"{n}|{key}"] = extractor.transform(data.raw[n])
+            data.features[f"{n}|{key}"] = per_distinct(data.raw[n], extractor.transform)
     data.extractors[key] = extractor
     meta.feature_infos[key] = extractor.info(meta.infos[modality])
     return key, True
@@ -105,7 +116,8 @@ def add_extractor(data: PreparedData, modality: str, encoder: str, params: dict,
 def add_pretrained(data: PreparedData, modality: str, encoder: str, params: dict, strategies: set[str], *,
                    home: Path, quiet: bool = True) -> list[str]:
     """A pretrained encoder's model inputs (only when a trial may fine-tune it) and, when a
-    trial may freeze it, its frozen outputs: both from the feature cache, computed on a miss."""
+    trial may freeze it, its frozen outputs: both from the feature cache, computed on a miss
+    once per distinct cell, chunk by chunk (an interrupted run resumes)."""
     inputs_key, built = add_extractor(data, modality, encoder, params, transform=False)
     inputs = data.extractors[inputs_key]
     meta = data.meta
@@ -118,7 +130,8 @@ def add_pretrained(data: PreparedData, modality: str, encoder: str, params: dict
     if strategies & {"staged", "finetune"}:  # e.g. images decoded once at the model's size, memory-mapped
         for n in names:
             folder = feature_dir(home, meta.fingerprint, rows, n, inputs.identity())
-            data.features[f"{n}|{inputs_key}"] = _cached(folder, lambda n=n: inputs.transform(data.raw[n]))[0]
+            data.features[f"{n}|{inputs_key}"] = _entry(folder, data.raw[n], lambda cells, s, e: inputs.transform(cells),
+                                                         f"{encoder} ({n}): model inputs", quiet)[0]
     key = frozen_key(inputs_key)
     if not strategies & {"frozen", "staged"} or key in data.extractors:
         return notes
@@ -127,37 +140,44 @@ def add_pretrained(data: PreparedData, modality: str, encoder: str, params: dict
     frozen = FrozenOutputs(modality, meta.prep[modality], feature_params(cls, params), encoder_cls=cls, inputs=inputs,
                            info=replace(base, extra={**base.extra, **meta.feature_infos[inputs_key]}))
     t0, built_any, folders = time.perf_counter(), False, []
+    run = frozen.embedder()  # the backbone is loaded on its first call: never on a cache hit
     for n in names:
         folder = feature_dir(home, meta.fingerprint, rows, n, frozen.identity())
+        given = data.features.get(f"{n}|{inputs_key}")  # the model inputs, when cached above
 
-        def compute(n: str = n) -> dict:
-            model_inputs = data.features.get(f"{n}|{inputs_key}") or inputs.transform(data.raw[n])
-            with _progress(len(data.row_ids), f"{encoder} ({n}): frozen outputs", quiet) as advance:
-                return frozen.embed(model_inputs, advance)
+        def outputs(cells: pd.Series, start: int, end: int, given: dict | None = given) -> dict:
+            x = {k: np.asarray(v.values[start:end]) for k, v in given.items()} if given else inputs.transform(cells)
+            return run(x)
 
-        data.features[f"{n}|{key}"], was_built = _cached(folder, compute)
+        data.features[f"{n}|{key}"], was_built = _entry(folder, data.raw[n], outputs,
+                                                        f"{encoder} ({n}): frozen outputs", quiet, embed_chunk())
         built_any |= was_built
         folders.append(folder)
+    del run  # the backbone
     status, seconds = "built" if built_any else "reused", time.perf_counter() - t0
     tokens = data.features[f"{names[0]}|{key}"]["tokens"]
     data.extractors[key] = frozen
     meta.feature_infos[key] = {"modality": modality, "encoder": encoder, "cache": status, "seconds": round(seconds, 2),
                                "tokens": int(tokens.shape[1]), "folders": [str(f) for f in folders]}
     notes.append(f"{modality} {encoder}: frozen outputs {status} in {seconds:.1f}s ({len(data.row_ids)} rows, "
-                 f"{tokens.shape[1]} tokens of {tokens.shape[2]}, float16, in {folders[0].parent})")
+                 f"{tokens.distinct} distinct, {tokens.shape[1]} tokens of {tokens.shape[2]}, float16, "
+                 f"in {folders[0].parent})")
     return notes
 
 
-def _cached(folder: Path, compute: Callable[[], dict]) -> tuple[dict, bool]:
-    """The arrays of cache entry ``folder`` (memory-mapped), computed and saved on a miss;
-    and whether they were computed now."""
-    entry = load_entry(folder)
-    if entry is not None:
-        return entry[0], False
-    arrays = compute()
-    save_entry(folder, arrays, {})
-    entry = load_entry(folder)  # None when the disk did not take it: the arrays in memory then
-    return (entry[0] if entry is not None else arrays), True
+def _entry(folder: Path, cells: pd.Series, fn: Callable[[pd.Series, int, int], dict], label: str, quiet: bool,
+           chunk: int = MODEL_INPUTS_CHUNK) -> tuple[dict[str, IndexedRows], bool]:
+    """The arrays ``fn`` makes (from the distinct cells ``start..end-1``) for every distinct cell
+    of ``cells``, from the cache entry ``folder`` or made now, ``chunk`` cells at a time; as rows
+    over ``cells``. Returns them and whether they were made now."""
+    codes, uniques = distinct_cells(cells)
+
+    def produce(start: int, end: int) -> tuple[dict, list]:
+        return fn(pd.Series(uniques[start:end], dtype=object), start, end), []
+
+    with _progress(len(uniques), f"{label}, {len(uniques)} distinct of {len(cells)} rows", quiet) as advance:
+        arrays, _, built = build_entry(folder, {"rows": Part(len(uniques), produce, chunk)}, advance)
+    return {k: IndexedRows(v, codes) for k, v in arrays.items()}, built
 
 
 @contextlib.contextmanager

@@ -13,10 +13,14 @@ DEFAULT_METRIC = {"classification": ("val_f1_macro", "max"), "multilabel": ("val
                   "regression": ("val_rmse", "min")}
 DEFAULT_LOSS = {"classification": "cross_entropy", "multilabel": "bce", "regression": "mse"}
 METRICS = {
-    "classification": ("loss", "accuracy", "f1_macro", "recall_macro", "precision_macro"),
-    "multilabel": ("loss", "f1_macro", "f1_micro", "exact_match"),
+    "classification": ("loss", "accuracy", "f1_macro", "recall_macro", "precision_macro", "roc_auc", "pr_auc",
+                       "log_loss"),
+    "multilabel": ("loss", "f1_macro", "f1_micro", "exact_match", "roc_auc", "pr_auc"),
     "regression": ("loss", "rmse", "mae", "r2"),
 }
+# Scores of the predicted probabilities rather than the predicted classes (ROC-AUC and PR-AUC:
+# one-vs-rest, macro over the classes with both positives and negatives; log loss).
+PROBABILITY_METRICS = ("roc_auc", "pr_auc", "log_loss")
 # Metrics that weigh every class equally whatever its size (what class-weighted losses aim at).
 MACRO_METRICS = {"f1_macro", "recall_macro", "precision_macro"}
 MIN_IS_BETTER = {"loss", "rmse", "mae"}
@@ -24,6 +28,19 @@ MIN_IS_BETTER = {"loss", "rmse", "mae"}
 EXTRA_OBJECTIVES = {"num_params": "min", "latency_ms": "min"}
 # Per-class recall and precision (``val_recall.<class>``) are reported up to this many classes.
 PER_CLASS_LIMIT = 20
+
+
+def better(a: float | None, b: float | None, mode: str) -> bool:
+    """Whether ``a`` is strictly better than ``b`` for a metric of ``mode`` (``max`` or
+    ``min``); anything is better than nothing (``b`` None), nothing is better than nothing."""
+    if a is None:
+        return False
+    return b is None or (a > b if mode == "max" else a < b)
+
+
+def best_first(value: float, mode: str) -> float:
+    """A sort key that puts the best value first for a metric of ``mode``."""
+    return -value if mode == "max" else value
 
 
 def val_metrics(target: str) -> list[str]:

@@ -10,12 +10,18 @@ from typing import Any
 
 from autofusion.errors import ConfigError
 
+# Fields of a saved configuration that have another name now (a model logged before still loads).
+RENAMED = {"fusion_weights": "fusion_weighting"}
 MISSING_MODES = ("zero", "learned")  # train.missing: how a model treats an absent input (models/missing.py)
 
 
 # How pretrained encoders train (``train.strategy``): on their cached frozen outputs, fusion
 # and head only; staged (frozen first, then their top blocks unfrozen); or end to end.
 STRATEGIES = ("frozen", "staged", "finetune")
+
+# Two encoders on one input: the encoder choice ``tfidf+hf_text`` feeds the column to both
+# (models/encoders/pair.py); each half takes the parameters of its own choice in the space.
+PAIR = "+"
 
 
 def prefix(key: str) -> str:
@@ -45,6 +51,13 @@ class Choice:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
 
+    def parts(self) -> list["Choice"]:
+        """The encoders the choice names: itself, or each half of a pair (``tfidf+hf_text``,
+        whose ``params`` hold each half's parameters under its name)."""
+        if PAIR not in self.name:
+            return [self]
+        return [Choice(n, dict(self.params.get(n, {}))) for n in self.name.split(PAIR)]
+
 
 @dataclass(frozen=True)
 class TrialConfig:
@@ -52,7 +65,7 @@ class TrialConfig:
 
     encoders: dict[str, Choice]
     fusion: Choice
-    fusion_weights: str
+    fusion_weighting: str  # how the fusion operator weighs its inputs: fixed, learned or gated (fusion.weights)
     head_hidden: int
     head_dropout: float
     loss: Choice
@@ -69,6 +82,7 @@ class TrialConfig:
     amp: bool
     augment: str = "none"
     separate_encoders: tuple[str, ...] = ()  # modalities whose inputs each get their own encoder
+    joined_inputs: tuple[str, ...] = ()  # modalities whose columns are read as one joined text (encoder.<m>.layout)
     strategy: str = "frozen"  # pretrained encoders: frozen, staged or finetune (see STRATEGIES)
     frozen_epochs: int = 0  # staged: epochs on frozen outputs before unfreezing (0: half the epochs)
     unfreeze_blocks: int = 0  # staged: the encoder's last N blocks are unfrozen (0: all of it)
@@ -84,10 +98,14 @@ class TrialConfig:
     def from_flat(cls, flat: dict[str, Any], modalities: list[str], max_epochs: int | None = None) -> "TrialConfig":
         """Parses the dotted names produced by :func:`define_by_run`."""
 
+        def params(pre: str) -> dict[str, Any]:
+            return {k[len(pre):]: v for k, v in flat.items() if k.startswith(pre)}
+
         def pick(key: str) -> Choice:
             name = flat[key]
-            pre = f"{prefix(key)}.{name}."
-            return Choice(name, {k[len(pre):]: v for k, v in flat.items() if k.startswith(pre)})
+            if PAIR in name:  # a pair's halves, each with its own choice's parameters
+                return Choice(name, {n: params(f"{prefix(key)}.{n}.") for n in name.split(PAIR)})
+            return Choice(name, params(f"{prefix(key)}.{name}."))
 
         try:
             epochs = int(flat["train.epochs"])
@@ -97,7 +115,7 @@ class TrialConfig:
             return cls(
                 encoders={m: pick(f"encoder.{m}") for m in modalities},
                 fusion=pick("fusion.type"),
-                fusion_weights=str(flat.get("fusion.weights", "fixed")),
+                fusion_weighting=str(flat.get("fusion.weights", "fixed")),
                 head_hidden=int(flat["head.hidden"]),
                 head_dropout=float(flat["head.dropout"]),
                 loss=pick("loss.type"),
@@ -115,6 +133,7 @@ class TrialConfig:
                 augment=str(flat.get("train.augment", "none")),
                 separate_encoders=tuple(m for m in modalities if not _bool(flat.get(f"encoder.{m}.share_weights",
                                                                                      True))),
+                joined_inputs=tuple(m for m in modalities if flat.get(f"encoder.{m}.layout") == "joined"),
                 strategy=str(flat.get("train.strategy") or "frozen"),
                 frozen_epochs=int(flat.get("train.frozen_epochs") or 0),
                 unfreeze_blocks=int(flat.get("train.unfreeze_blocks") or 0),
@@ -130,3 +149,15 @@ class TrialConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "TrialConfig":
+        """The configuration :meth:`to_dict` saved (a logged model's ``trial_config.json``),
+        those saved before a field was renamed included (``fusion_weights``: the weighting)."""
+        raw = {RENAMED.get(k, k): v for k, v in raw.items()}
+        raw["encoders"] = {m: Choice(**c) for m, c in raw["encoders"].items()}
+        for key in ("fusion", "loss", "optimizer", "lr_schedule"):
+            raw[key] = Choice(**raw[key])
+        for key in ("separate_encoders", "joined_inputs"):
+            raw[key] = tuple(raw.get(key, ()))
+        return cls(**raw)

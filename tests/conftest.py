@@ -63,6 +63,20 @@ def sqlite_uri(tmp_path, store_template):
     return new_store(tmp_path / "mlruns", store_template)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_auto_bagging_nor_trees():
+    """Searches bag their model, and add the gradient-boosted trees member, only when a test
+    asks (``bagging=K`` / ``--bagging K``, ``trees=True`` / ``--trees``): the product's defaults
+    (``auto`` bags every small data set: 5 folds of up to 3 configurations; trees on) would
+    multiply the cost of every test search and change every count of its trials;
+    ``tests/integration/test_trees_search.py`` runs a search that does both. Searches run as
+    a subprocess (the installed entry point) keep the product's defaults."""
+    with pytest.MonkeyPatch.context() as mp:  # session-wide: module-scoped search fixtures too
+        mp.setattr("autofusion.search.bagging.AUTO_ROWS", 0)
+        mp.setattr("autofusion.search.settings.TREES", False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
     """Every test runs in its own folder with its own autofusion home, and never sees the

@@ -35,6 +35,16 @@ def fake_data(modalities: list[str], n: int = 24, classes: int = 3, target: str 
             p.update(sample_rate=8000, seconds=0.5)
             arrays[m] = rng.standard_normal((n, 4000)).astype(np.float32) * 0.1
             infos[m] = ModalityInfo("audio", sample_rate=8000, num_samples=4000)
+        elif m == "tabular":  # two numbers (standardised, then their missing flags) and a 3-category field
+            p.update(numeric=["x1", "x2"], categorical=["kind"])
+            z = rng.standard_normal((n, 2)).astype(np.float32)
+            arrays[m] = np.concatenate([z, np.zeros((n, 2), np.float32),
+                                        rng.integers(2, 5, (n, 1)).astype(np.float32)], axis=1)
+            infos[m] = ModalityInfo("tabular", extra={"numeric": 2, "cardinalities": [5], "columns": ["x1", "x2", "kind"]})
+        elif m == "sensor":
+            p.update(length=16, channels=3)
+            arrays[m] = rng.standard_normal((n, 3, 16)).astype(np.float32)
+            infos[m] = ModalityInfo("sensor", extra={"channels": 3, "length": 16})
         else:
             p.update(frames=4, size=32)
             arrays[m] = rng.integers(0, 256, (n, 4, 3, 32, 32), dtype=np.uint8)

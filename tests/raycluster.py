@@ -57,30 +57,55 @@ def _kill_leftovers(marker: str) -> None:
             continue
 
 
+def _ray_start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """``ray start ARGS --block``, its output in ``log``, returned once it says it started (on
+    failure, stopped and raised with its log's tail). Popen, not procs.start: that merges
+    os.environ back in, RAY_AUTH_MODE included."""
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    out = open(log, "wb")  # noqa: SIM115 - closed by procs.stop
+    proc = subprocess.Popen([ray_bin, "start", *args, "--block"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    proc._log_file = out  # type: ignore[attr-defined]
+    deadline = time.time() + 120
+    while "Ray runtime started" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.time() > deadline:
+            procs.stop(proc, grace=0)
+            raise RuntimeError(f"ray start {args[0]} did not start:\n{procs.tail(log)}")
+        time.sleep(0.5)
+    return proc
+
+
 @contextlib.contextmanager
 def ray_head(workdir: Path, *, token: str | None = "generate", num_cpus: int = 2) -> Iterator[Head]:
     """``ray start --head --port P`` as the README says, with a HOME of its own holding a token
     (so Ray turns token authentication on by default) unless ``token`` is None."""
-    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
     token = secrets.token_hex(32) if token == "generate" else token
     home = make_home(workdir / "head-home", token)
     temp = tempfile.mkdtemp(prefix="afray", dir="/tmp")  # Ray's socket paths must stay short
     port = procs.free_port()
     log = workdir / "ray-head.log"
-    out = open(log, "wb")  # noqa: SIM115 - closed by procs.stop
-    # Popen, not procs.start: that merges os.environ back in, RAY_AUTH_MODE included.
-    head = subprocess.Popen([ray_bin, "start", "--head", "--port", str(port), "--block", "--num-cpus", str(num_cpus),
-                             "--include-dashboard", "false", "--temp-dir", temp], stdout=out, stderr=subprocess.STDOUT,
-                            env=env_for(home), start_new_session=True)
-    head._log_file = out  # type: ignore[attr-defined]
+    head = None
     try:
-        deadline = time.time() + 120
-        while "Ray runtime started" not in log.read_text(errors="replace"):
-            if head.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"ray start --head did not start:\n{procs.tail(log)}")
-            time.sleep(0.5)
+        head = _ray_start(["--head", "--port", str(port), "--num-cpus", str(num_cpus), "--include-dashboard", "false",
+                           "--temp-dir", temp], log, env_for(home))
         yield Head(f"127.0.0.1:{port}", port, home, token or "", log)
     finally:
-        procs.stop(head, grace=0)  # _kill_leftovers gets what outlives the group
+        if head is not None:
+            procs.stop(head, grace=0)  # _kill_leftovers gets what outlives the group
         _kill_leftovers(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def ray_worker(head: Head, workdir: Path, *, num_cpus: int = 2) -> Iterator[Path]:
+    """A second node on this machine, ``ray start --address HEAD`` as the README says (with the
+    head's HOME and ``RAY_AUTH_MODE=token``, so it sends the head's token); yields its log.
+    Use it inside :func:`ray_head`, whose exit gets what outlives it (its processes name the
+    head's temp dir)."""
+    log = workdir / "ray-worker.log"
+    worker = _ray_start(["--address", head.address, "--num-cpus", str(num_cpus)], log,
+                        env_for(head.home, RAY_AUTH_MODE="token"))  # a joining node sends the token only so
+    try:
+        yield log
+    finally:
+        procs.stop(worker, grace=0)

@@ -8,9 +8,10 @@ import click
 
 from autofusion.cli.base import Group, _console
 from autofusion.lazy import LazyImport
+from autofusion.search.records import TARGETS
 
 demo = LazyImport("autofusion.data.demo")
-inspection = LazyImport("autofusion.data.inspect")
+inspection = LazyImport("autofusion.data.inspection")
 
 
 @click.group(cls=Group)
@@ -35,6 +36,11 @@ def data_demo(task: str, out: str, num_samples: int | None, seed: int) -> None:
 @click.option("--space", default=None, type=click.Path(dir_okay=False))
 @click.option("--columns", default=None, metavar="ROLE=COL,...")
 @click.option("--seed", type=int, default=0)
-def data_inspect(manifest: str, task: str | None, space: str | None, columns: str | None, seed: int) -> None:
-    """Rows, classes, modalities per row, bad rows and the split of a manifest."""
-    inspection.inspect_manifest(manifest, task=task, space=space, columns=columns, seed=seed, console=_console())
+@click.option("--target", type=click.Choice(TARGETS), default=None,
+              help="What the label is (default: decided from its values).")
+def data_inspect(manifest: str, task: str | None, space: str | None, columns: str | None, seed: int,
+                 target: str | None) -> None:
+    """Rows, classes, modalities per row, bad rows and the split of a manifest (without
+    --task or --space: as the space `search --data` assembles from its columns reads it)."""
+    inspection.inspect_manifest(manifest, task=task, space=space, columns=columns, seed=seed, console=_console(),
+                                target=target)

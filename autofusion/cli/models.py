@@ -88,15 +88,16 @@ def trials(task: str | None, search_run: str | None, experiment: str | None, tra
 @click.command()
 @_tracking_option
 def models(tracking_uri: str | None) -> None:
-    """Registered models, their versions, aliases and metrics."""
+    """Registered models, their versions, aliases, metrics, served latency and test data."""
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_store(uri)
     rows = modelregistry.list_models(uri)
     t = Table(title=f"registered models in {uri}", title_justify="left")
-    for col in ("name", "version", "aliases", "metric", "value", "search", "run"):
-        t.add_column(col)
+    cols = ("name", "version", "aliases", "metric", "value", "p50 ms", "p95 ms", "rows/s", "tested on", "search", "run")
+    for col in cols:
+        t.add_column(col, justify="right" if col in ("value", "p50 ms", "p95 ms", "rows/s") else "left")
     for r in rows:
-        t.add_row(*[str(r[c]) for c in ("name", "version", "aliases", "metric", "value", "search", "run")])
+        t.add_row(*[str(r[c]) for c in cols])
     _console().print(t)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -9,18 +10,20 @@ import click
 from autofusion import tracking
 from autofusion.cli.base import _console, _parse_objectives, _tracking_option
 from autofusion.cli.tables import print_summary
-from autofusion.cluster import probe_address
 from autofusion.lazy import LazyImport
 from autofusion.search.records import (
     SAMPLERS,
     SCHEDULERS,
+    TARGETS,
     SearchInterrupted,
     SearchOptions,
 )
 
 driver = LazyImport("autofusion.search.driver")
+checks = LazyImport("autofusion.search.checks")
 manifest = LazyImport("autofusion.data.manifest")
 auto = LazyImport("autofusion.spaces.auto")
+RESOURCE_FLAGS = ("cpus_per_trial", "gpus_per_trial", "memory_per_trial", "address")
 
 
 @click.command()
@@ -35,10 +38,19 @@ auto = LazyImport("autofusion.spaces.auto")
 @click.option("--seed", type=int, default=None, help="Seed for the split, the sampler and the trials.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default=None, help="Optuna sampler.")
 @click.option("--scheduler", type=click.Choice(SCHEDULERS), default=None, help="Early-stopping scheduler.")
-@click.option("--metric", default=None, help="Validation metric to optimise (val_accuracy, val_f1_macro, ...).")
+@click.option("--target", type=click.Choice(TARGETS), default=None,
+              help="What the label is (default: decided from its values; whole numbers with few values are classes).")
+@click.option("--metric", default=None, help="Validation metric to optimise (val_accuracy, val_f1_macro, "
+              "val_roc_auc, ...).")
 @click.option("--mode", type=click.Choice(["min", "max"]), default=None)
 @click.option("--objective", "objectives", default=None, metavar="num_params,latency_ms",
               help="Extra objectives for a multi-objective search (Pareto front).")
+@click.option("--trees/--no-trees", default=None, help="After the trials, tune a gradient-boosted trees member "
+              "(LightGBM on the tabular fields and the text, image and audio features) for the ensemble "
+              "(default: the space's search.trees, on).")
+@click.option("--bagging", default=None, metavar="auto|0|K",
+              help="Refit the search's model by K-fold bagging on the training and validation rows, weighted on "
+                   "out-of-fold outputs (auto: 5 folds up to 1,000 such rows; 0: off).")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds at most.")
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=None, help="Fractions share a GPU, e.g. 0.25.")
@@ -61,30 +73,35 @@ def search(ctx: click.Context, **kw: Any) -> None:
     """Sample fusion architectures, train each as a trial, log everything to MLflow."""
     if kw["verbose"]:
         ctx.obj["verbose"] = True
-    if not kw["resume"]:  # a resumed search checks the store (and the address) it was started with
-        tracking.check_store(tracking.resolve_tracking_uri(kw["tracking_uri"]))  # fails fast, before torch loads
-        probe_address(kw["address"])  # likewise: a dead or wrong address is one line in about a second
-    columns = manifest.parse_columns_flag(kw["columns"])
     if kw["name"] is not None and (kw["task"] or kw["space"] or not kw["data"]):
         raise click.UsageError("--name names the space assembled from --data alone; with --task or --space "
                                "use --experiment (and promote --name)")
-    if kw["task"] is None and kw["space"] is None and kw["data"] and not kw["resume"]:
-        kw["space"] = str(auto.write_auto_space(kw["data"], columns, kw["name"]).path)  # from the data's columns
-    elif kw["task"] is None and kw["space"] is None:
+    from_data = kw["task"] is None and kw["space"] is None and kw["data"] and not kw["resume"]
+    if kw["task"] is None and kw["space"] is None and not from_data:
         kw["task"] = "image_text"
+    if not kw["resume"]:  # a resumed search checks what it was started with
+        # What needs no data, in about a second, before the driver's imports (torch) and the data:
+        # each trial's resources against the cluster (probing --address), then the store.
+        checks.check_resources(SearchOptions(**{k: kw[k] for k in RESOURCE_FLAGS}),
+                               checks.space_search(kw["task"], kw["space"]))
+        tracking.check_store(tracking.resolve_tracking_uri(kw["tracking_uri"]))
+    columns = manifest.parse_columns_flag(kw["columns"])
     opts = SearchOptions(
         task=kw["task"], space=kw["space"], data=kw["data"], columns=columns,
         on_bad_rows=kw["on_bad_rows"], num_trials=kw["num_trials"], max_epochs=kw["max_epochs"],
         concurrency=kw["concurrency"], seed=kw["seed"], sampler=kw["sampler"], scheduler=kw["scheduler"],
-        metric=kw["metric"], mode=kw["mode"], objectives=_parse_objectives(kw["objectives"]),
+        target=kw["target"], trees=kw["trees"], bagging=kw["bagging"], metric=kw["metric"], mode=kw["mode"], objectives=_parse_objectives(kw["objectives"]),
         time_budget=kw["time_budget"], cpus_per_trial=kw["cpus_per_trial"], gpus_per_trial=kw["gpus_per_trial"],
         memory_per_trial=kw["memory_per_trial"],
         address=kw["address"], tracking_uri=kw["tracking_uri"], experiment=kw["experiment"],
         resume=kw["resume"], warm_start=kw["warm_start"], demo_samples=kw["demo_samples"], quiet=kw["quiet"], verbose=bool(ctx.obj.get("verbose")),
     )
+    if from_data:  # the space assembled from the data's columns
+        opts = replace(opts, space=str(auto.write_auto_space(opts.data, columns, kw["name"], target=kw["target"]).path))
     try:
-        result = driver.run_search(opts)
+        result = driver.run_search(opts, started=ctx.obj.get("started"))  # None (in-process callers): from now
     except SearchInterrupted as exc:
         click.echo(str(exc), err=True)
         ctx.exit(130)
     print_summary(result, result.modalities, _console())
+    ctx.obj["exit_now"] = True  # main() skips the interpreter's teardown

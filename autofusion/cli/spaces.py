@@ -8,6 +8,7 @@ import click
 
 from autofusion.cli.base import Group
 from autofusion.lazy import LazyImport
+from autofusion.search.records import TARGETS
 
 space_files = LazyImport("autofusion.spaces")  # pydantic and YAML: not for every command
 auto = LazyImport("autofusion.spaces.auto")  # pandas and torch: only for a space assembled from data
@@ -33,15 +34,20 @@ def spaces_list() -> None:
 @click.option("--data", default=None, type=click.Path(), help="Print the space assembled from this manifest's columns.")
 @click.option("--columns", default=None, metavar="ROLE=COL,...", help="Column roles, e.g. label=price,image=front,back.")
 @click.option("--name", default=None, help="Task name of the assembled space (default: from the manifest's name).")
-def spaces_show(task: str | None, data: str | None, columns: str | None, name: str | None) -> None:
+@click.option("--target", type=click.Choice(TARGETS), default=None,
+              help="What the label is (default: decided from its values).")
+def spaces_show(task: str | None, data: str | None, columns: str | None, name: str | None,
+                target: str | None) -> None:
     """Print a task's space file, or with --data the space a search would assemble from the
     manifest's modalities (copy it, edit it, pass it with --space)."""
     if (task is None) == (data is None):
         raise click.UsageError("give a TASK or --data MANIFEST (not both)")
+    if target is not None and data is None:
+        raise click.UsageError("--target applies to the space assembled from --data")
     if data is None:
         click.echo(space_files.resolve_space_path(task, None).read_text(encoding="utf-8"), nl=False)
         return
-    text, _ = auto.auto_space_text(data, manifest.parse_columns_flag(columns), name)
+    text, _ = auto.auto_space_text(data, manifest.parse_columns_flag(columns), name, target)
     click.echo(text, nl=False)
 
 

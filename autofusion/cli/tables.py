@@ -9,6 +9,7 @@ from rich import box
 from rich.table import Table
 
 from autofusion.errors import ConfigError
+from autofusion.phases import phase_line
 from autofusion.search.records import SearchResult, TrialRecord
 from autofusion.search.table import trial_rows, view_columns
 
@@ -48,6 +49,8 @@ def print_summary(result: SearchResult, modalities: list[str], console: Any) -> 
     counts = {s: sum(t.status == s for t in result.trials) for s in ("finished", "pruned", "failed")}
     console.print(f"{counts['finished']} finished, {counts['pruned']} pruned early, {counts['failed']} failed "
                   f"in {result.wall_seconds:.0f}s (data: {result.data_summary})", highlight=False)
+    if result.phases:
+        console.print(f"Where the time went: {phase_line(result.phases)}", highlight=False, markup=False)
     for t in result.trials:
         if t.status == "failed":
             console.print(f"  trial {t.number} failed: {t.error}", highlight=False)
@@ -65,6 +68,9 @@ def print_summary(result: SearchResult, modalities: list[str], console: Any) -> 
     if result.noise is not None:
         console.print("Validation noise: " + result.noise.text(result.settings.metric, b.best_value), highlight=False,
                       markup=False)
+    shown = result.importance or result.test_importance  # the search's model (serving/importance.py)
+    if shown is not None:
+        console.print("Importance: " + shown.text(), highlight=False, markup=False)
     d = result.default_trial
     if d is not None and d.best_value is not None:
         stopped = f", stopped at epoch {len(d.history)}" if d.status == "pruned" else ""
@@ -74,7 +80,11 @@ def print_summary(result: SearchResult, modalities: list[str], console: Any) -> 
     e = result.ensemble
     if e is not None:
         console.print(ensemble_line(result), highlight=False, markup=False)
-    if e is not None and e.kept:
+    if result.bagged is not None:
+        console.print(bagged_line(result), highlight=False, markup=False)
+        console.print(f"Model: {result.bagged.model_uri} (bagged, in search run {result.parent_run_id}; the best "
+                      f"trial's: {result.model_uri}; store {result.tracking_uri})", highlight=False, markup=False)
+    elif e is not None and e.kept:
         console.print(f"Model: {e.model_uri} (the ensemble, in search run {result.parent_run_id}; the best trial's: "
                       f"{result.model_uri}; store {result.tracking_uri})", highlight=False, markup=False)
     else:
@@ -95,10 +105,26 @@ def ensemble_line(result: SearchResult) -> str:
     e, metric = result.ensemble, result.settings.metric
     vs = f"{metric}={e.val_value:.4f} against the best trial's {e.best_val_value:.4f}"
     if e.kept:
-        test = ", ".join(f"{k}={v:.4f}" for k, v in e.test_metrics.items() if "." not in k)
-        return f"Ensemble (kept, the search's model): {e.members_text()}; {vs}; test: {test}"
+        role = "kept, bagged below" if result.bagged is not None else "kept, the search's model"
+        return f"Ensemble ({role}): {e.members_text()}; {vs}; test: {_scores(e.test_metrics)}"
     return (f"Ensemble not kept ({e.members_text()}; {vs}): greedy selection over {e.candidates} trials found "
             "nothing better than the best trial")
+
+
+def bagged_line(result: SearchResult) -> str:
+    """The bagged model's summary line: its folds, configurations and weights, its out-of-fold
+    metric over the pooled rows, and its test metrics."""
+    g, metric = result.bagged, result.settings.metric
+    oof = g.oof_metrics.get(metric)
+    dropped = f"; left out: {'; '.join(g.dropped)}" if g.dropped else ""
+    return (f"Bagged (the search's model): {g.folds} folds of the {g.rows} training and validation rows for "
+            f"{g.members_text()} (weights from out-of-fold outputs), in {g.seconds:.0f}s; out-of-fold "
+            f"{metric}={oof:.4f} over all {g.rows} rows{dropped}; test: {_scores(g.test_metrics)}")
+
+
+def _scores(metrics: dict[str, float]) -> str:
+    """Test metrics on one line, per-class ones left out."""
+    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if "." not in k)
 
 
 def trials_table(parent: Any, trials: list[TrialRecord], sort_by: str | None = None) -> Any:

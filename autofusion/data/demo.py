@@ -249,3 +249,21 @@ def demo_manifest(task: str, cache_root: Path, *, num_samples: int | None = None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def write_shared_demo(task: str, out_dir: str | Path, rows: int, *, files: int, seed: int = 0) -> Path:
+    """The demo of ``task`` grown to ``rows`` rows that share the files and texts of ``files``
+    samples (row ``i`` repeats sample ``i % files``, label included), as posts share a photo or
+    a catalogue shares one picture per model; returns ``out_dir/manifest.csv``. For measuring
+    how the data stages scale with rows against distinct files (``benchmarks/scale.py``)."""
+    if isinstance(rows, bool) or not isinstance(rows, int) or not isinstance(files, int) or not 1 <= files <= rows:
+        raise ConfigError(f"a shared demo needs 1 <= files <= rows, got files={files!r}, rows={rows!r}")
+    base = write_demo(task, out_dir, num_samples=files, seed=seed)
+    with open(base, newline="", encoding="utf-8") as handle:
+        samples = list(csv.DictReader(handle))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(samples[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({**samples[i % files], "id": i} for i in range(rows))
+    _write_text_atomically(base, buffer.getvalue())
+    return base

@@ -39,7 +39,12 @@ def parse_labels(
             target = "classification"
     if target == "regression":
         nums = pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
-        for i in np.flatnonzero(ok & ~np.isfinite(nums)):
+        wrong = np.flatnonzero(ok & ~np.isfinite(nums))
+        if ds.target == "regression" and len(wrong) > ok.sum() / 2:
+            raise DataError(f"{manifest}: target regression, but {len(wrong)} of {int(ok.sum())} labels in column "
+                            f"{name!r} are not numbers (e.g. {values[wrong[0]]!r}); drop --target regression "
+                            "(data.target) or point --columns label=COLUMN at a numeric column")
+        for i in wrong:
             bad[int(i)] = f"{values[i]!r} is not a finite number"
         return target, [name], np.nan_to_num(nums).astype(np.float32).reshape(-1, 1), bad
     if target == "multilabel":
@@ -57,6 +62,24 @@ def parse_labels(
     uniq = sorted({n for n, k in zip(names, ok) if k}, key=_natural)
     index = {c: i for i, c in enumerate(uniq)}
     return target, uniq, np.array([index.get(n, 0) for n in names], dtype=np.int64), bad
+
+
+def target_note(col: pd.Series, target: str, asked: str) -> str | None:
+    """The line the search prints about its target kind before the trials: what was asked
+    (``--target`` or ``data.target``), or, when a few whole numbers were read as classes
+    (ratings 1-5), how to predict them as numbers instead; None when there is nothing to say."""
+    if asked != "auto":
+        return f"target={target} (asked for: --target or data.target)"
+    if target != "classification":
+        return None
+    given = [v for v in col.tolist() if not _is_missing(v)]
+    if given and all(_is_number(v) or (isinstance(v, str) and _natural(v.strip())[0] == 0) for v in given):
+        nums = sorted({float(v) for v in given})
+        if len(nums) <= 2:
+            return None
+        return (f"target=classification ({len(nums)} distinct whole numbers, {nums[0]:g} to {nums[-1]:g}, read as "
+                "classes; --target regression predicts them as numbers)")
+    return None
 
 
 def _is_number(v: Any) -> bool:

@@ -174,59 +174,19 @@ def resolve_columns(
     of one image file in one split), but no modality takes it by its contents.
     """
     needed = [*modalities, *OTHER_ROLES]
-    flag = {r: ([c] if isinstance(c, str) else list(c)) for r, c in (flag or {}).items()}
-    for role, cols in flag.items():
-        if role not in needed:
-            raise DataError(
-                f"--columns {role}={','.join(cols)}: {role} is not a modality of this space "
-                f"(modalities: {', '.join(modalities)})"
-            )
-    given = {r: ([c] if isinstance(c, str) else list(c)) for r, c in (space or {}).items() if r in needed}
-    given.update({r: list(c) for r, c in (flag or {}).items()})
+    flag = _flag_roles(flag, needed, modalities)
+    given = {r: c for r, c in _listed(space).items() if r in needed}
+    given.update({r: list(c) for r, c in flag.items()})
     cols = list(df.columns)
     roles: dict[str, list[str]] = {}
     claimed: dict[str, str] = {}
-    for role in needed:
-        for col in given.get(role, []):
-            source = "--columns" if role in (flag or {}) else "data.columns"
-            if col not in cols:
-                raise DataError(f"{manifest}: column {col!r} ({source} {role}) not found; columns: {', '.join(cols)}")
-            roles.setdefault(role, []).append(col)
-            if role == "group":  # it claims nothing: a modality may share it (one image file in many rows)
-                continue
-            if col in claimed:
-                raise DataError(f"{manifest}: column {col!r} is given for both {claimed[col]} and {role}")
-            claimed[col] = role
+    _take_given(manifest, cols, needed, given, flag, roles, claimed)
     partial = [r for r in (declared or {}) if r in modalities and r not in given]
-    for role, declared_cols in (declared or {}).items():
-        for col in (c for c in declared_cols if role in modalities and c not in roles.get(role, [])):
-            if col not in cols:
-                raise DataError(f"{manifest}: column {col!r} (modalities.{role}) not found; columns: {', '.join(cols)}")
-            if col in claimed:
-                raise DataError(f"{manifest}: column {col!r} is given for both {claimed[col]} and {role}")
-            claimed[col] = role
-            roles.setdefault(role, []).append(col)
-    for role in [r for r in needed if r not in roles and r in SYNONYMS]:
-        found = [c for c in candidate_columns(cols, role) if c not in claimed]
-        exact = [c for c in found if c.lower() == role]
-        if len(found) > 1 and not exact:
-            raise DataError(
-                f"{manifest}: several columns could be the {role} ({', '.join(found)}); "
-                f"pick one with --columns {role}=COLUMN"
-            )
-        if found:
-            pick = exact[0] if exact else found[0]
-            roles[role], claimed[pick] = [pick], role
-    for rest in (False, True):  # modalities that take every leftover column they recognise go last
-        for role in [m for m in modalities if (m not in roles or m in partial) and m in REGISTERED]:
-            mod = REGISTERED.get(role)
-            if getattr(mod, "claims_rest", False) is not rest:
-                continue
-            found = [c for c in cols if c not in claimed and c not in roles.get("group", [])
-                     and mod.recognises(df[c].tolist()) and not (rest and id_like(c, df[c]))]
-            if found:
-                roles.setdefault(role, []).extend(found)
-                claimed.update({c: role for c in found})
+    _take_declared(manifest, cols, modalities, declared or {}, roles, claimed)
+    guessed = _take_named(df, manifest, needed, modalities, roles, claimed)
+    _take_recognised(df, modalities, [*partial, *guessed], roles, claimed)
+    for role in guessed:  # in the manifest's order (a joined text reads its fields in that order)
+        roles[role].sort(key=cols.index)
     for role in needed:
         if role not in roles and role not in optional:
             raise DataError(
@@ -236,11 +196,116 @@ def resolve_columns(
     return {r: roles[r] for r in needed if r in roles}
 
 
+def _flag_roles(flag: dict[str, str | list[str]] | None, needed: list[str],
+                modalities: list[str]) -> dict[str, list[str]]:
+    """``--columns`` as role -> column list; a role that is not a modality of the space is an error."""
+    out = _listed(flag)
+    for role, cols in out.items():
+        if role not in needed:
+            raise DataError(
+                f"--columns {role}={','.join(cols)}: {role} is not a modality of this space "
+                f"(modalities: {', '.join(modalities)})"
+            )
+    return out
+
+
+def _listed(mapping: dict[str, str | list[str]] | None) -> dict[str, list[str]]:
+    """role -> a column or columns, as role -> a new list of columns."""
+    return {r: ([c] if isinstance(c, str) else list(c)) for r, c in (mapping or {}).items()}
+
+
+def _take_given(manifest: Path, cols: list[str], needed: list[str], given: dict[str, list[str]],
+                flag: dict[str, list[str]], roles: dict[str, list[str]], claimed: dict[str, str]) -> None:
+    """First, the columns named explicitly (``--columns``, then ``data.columns``): each must exist
+    and belong to one role only (a group column claims nothing)."""
+    for role in needed:
+        for col in given.get(role, []):
+            source = "--columns" if role in flag else "data.columns"
+            if col not in cols:
+                raise DataError(f"{manifest}: column {col!r} ({source} {role}) not found; columns: {', '.join(cols)}")
+            roles.setdefault(role, []).append(col)
+            if role == "group":  # it claims nothing: a modality may share it (one image file in many rows)
+                continue
+            if col in claimed:
+                raise DataError(f"{manifest}: column {col!r} is given for both {claimed[col]} and {role}")
+            claimed[col] = role
+
+
+def _take_declared(manifest: Path, cols: list[str], modalities: list[str], declared: dict[str, list[str]],
+                   roles: dict[str, list[str]], claimed: dict[str, str]) -> None:
+    """Then the columns a modality's settings declare (tabular's ``numeric`` and ``categorical``)."""
+    for role, declared_cols in declared.items():
+        for col in (c for c in declared_cols if role in modalities and c not in roles.get(role, [])):
+            if col not in cols:
+                raise DataError(f"{manifest}: column {col!r} (modalities.{role}) not found; columns: {', '.join(cols)}")
+            if col in claimed:
+                raise DataError(f"{manifest}: column {col!r} is given for both {claimed[col]} and {role}")
+            claimed[col] = role
+            roles.setdefault(role, []).append(col)
+
+
+def _take_named(df: pd.DataFrame, manifest: Path, needed: list[str], modalities: list[str],
+                roles: dict[str, list[str]], claimed: dict[str, str]) -> list[str]:
+    """Then, for each role still without a column, the unclaimed column named like it (``SYNONYMS``);
+    returns the modalities found so that take several columns (they also take what they recognise)."""
+    cols = list(df.columns)
+    guessed = []
+    for role in [r for r in needed if r not in roles and r in SYNONYMS]:
+        found = [c for c in candidate_columns(cols, role) if c not in claimed]
+        exact = [c for c in found if c.lower() == role]
+        if role in modalities and _many(role):  # several text or image columns are several inputs
+            picks = [c for c in found if c in exact or REGISTERED.get(role).recognises(df[c].tolist())]
+            if picks:
+                roles[role] = picks
+                claimed.update({c: role for c in picks})
+                guessed.append(role)
+                continue
+        if len(found) > 1 and not exact:
+            raise DataError(
+                f"{manifest}: several columns could be the {role} ({', '.join(found)}); "
+                f"pick one with --columns {role}=COLUMN"
+            )
+        if found:
+            pick = exact[0] if exact else found[0]
+            roles[role], claimed[pick] = [pick], role
+    return guessed
+
+
+def _take_recognised(df: pd.DataFrame, modalities: list[str], reopened: list[str],
+                     roles: dict[str, list[str]], claimed: dict[str, str]) -> None:
+    """Last, for each modality without a column (or in ``reopened``), every unclaimed column whose
+    contents it recognises; modalities that take every leftover column (tabular) go after the others."""
+    cols = list(df.columns)
+    for rest in (False, True):
+        for role in [m for m in modalities if (m not in roles or m in reopened) and m in REGISTERED]:
+            mod = REGISTERED.get(role)
+            if getattr(mod, "claims_rest", False) is not rest:
+                continue
+            found = [c for c in cols if c not in claimed and c not in roles.get("group", [])
+                     and not (not mod.file_based and id_named(c))
+                     and mod.recognises(df[c].tolist()) and not (rest and id_like(c, df[c]))]
+            if found:
+                roles.setdefault(role, []).extend(found)
+                claimed.update({c: role for c in found})
+
+
+def _many(role: str) -> bool:
+    """Whether a modality takes several columns as several inputs (text, image, ...), rather
+    than one column (or all of its columns as one input)."""
+    mod = REGISTERED.get(role)
+    return bool(mod.one_input_per_column and not mod.claims_rest)
+
+
+def id_named(name: str) -> bool:
+    """Named like a row identifier: ``id``, ``uuid``, ``row``, ``..._id`` ..."""
+    low = name.strip().lower()
+    return low in ID_NAMES or low.endswith("_id")
+
+
 def id_like(name: str, col: pd.Series) -> bool:
     """A row identifier, never a feature: named like one (``id``, ``..._id``), or unique per row
     and either strings or consecutive whole numbers (1, 2, 3, ...)."""
-    low = name.strip().lower()
-    if low in ID_NAMES or low.endswith("_id"):
+    if id_named(name):
         return True
     values = col.dropna()
     if len(values) < 2 or len(values) < len(col) or values.astype(str).nunique() < len(values):

@@ -17,8 +17,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from autofusion.data.arrays import IndexedRows, per_distinct, take_rows
 from autofusion.data.cache import BadCell, default_home
-from autofusion.data.labels import check_classes, target_scale
+from autofusion.data.labels import check_classes, target_note, target_scale
 from autofusion.data.rows import InputSpec, RowCheck, check_rows
 from autofusion.data.splits import NAMES, TRAIN, VAL, assign_splits
 from autofusion.errors import ConfigError, DataError
@@ -101,18 +102,23 @@ class PreparedData:
 
     Attributes:
         arrays: per input: uint8 images ``[N,3,H,W]``, float32 audio ``[N,S]``, uint8 video
-            ``[N,F,3,H,W]``, int32 token ids ``[N,L]``, ...
+            ``[N,F,3,H,W]``, int32 token ids ``[N,L]``, ...; mostly :class:`IndexedRows`
+            (each distinct file or text once, ``a[sel]`` gathers rows), memory-mapped from
+            the cache for files.
         raw: per input, the raw cells (text, resolved file paths, a frame of columns), for
             encoders that read their input their own way (TF-IDF, a pretrained tokenizer).
         present: per input, bool ``[N]``: False where the cell was empty (allowed missing).
         targets: int64 ``[N]`` classes, float32 ``[N,C]`` multi-hot, or float32 ``[N,1]``.
         split: int8 ``[N]``: 0 train, 1 val, 2 test.
         row_ids: the 1-based manifest data row of each kept row.
-        features: encoder-specific arrays by feature key (``autofusion.features``).
+        features: encoder-specific arrays by feature key (``autofusion.features``), as
+            :class:`IndexedRows` over the distinct cells.
         extractors: the fitted feature extractors by feature key (logged with the model).
+        groups: the group key of each row (rows of a group stay together in any split, the
+            folds of bagging too), or None without a group column.
     """
 
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray | IndexedRows]
     present: dict[str, np.ndarray]
     targets: np.ndarray
     split: np.ndarray
@@ -121,6 +127,7 @@ class PreparedData:
     raw: dict[str, Any] = field(default_factory=dict)
     features: dict[str, dict[str, Any]] = field(default_factory=dict)
     extractors: dict[str, Any] = field(default_factory=dict)
+    groups: np.ndarray | None = None
 
     def indices(self, which: int) -> np.ndarray:
         return np.flatnonzero(self.split == which)
@@ -174,7 +181,7 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
     source = "seeded" if "split" not in roles else ("column" if np.array_equal(split, given) else "column+seeded")
 
     whole = len(keep) == len(df)
-    arrays = {k: (a if whole else a[keep]) for k, a in check.arrays.items()}
+    arrays = {k: (a if whole else take_rows(a, keep)) for k, a in check.arrays.items()}  # views: no copy
     present = {k: p[keep] for k, p in check.present.items()}
     raw = {k: v.iloc[keep].reset_index(drop=True) for k, v in check.raw.items()}
     states, infos = {}, {}
@@ -185,11 +192,12 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
             train_cells = [raw[n].iloc[np.flatnonzero((split == TRAIN) & present[n])] for n in names]
             states[m] = mod.fit(pd.concat(train_cells, ignore_index=True), check.prep[m])
             for n in names:
-                arrays[n] = mod.encode(raw[n], check.prep[m], states[m])
+                arrays[n] = encoded(mod, raw[n], check.prep[m], states[m])
         infos[m] = mod.info(check.prep[m], states.get(m, {}))
     kept_targets = targets[keep]
     scale = target_scale(kept_targets[split == TRAIN]) if target == "regression" else {}
-    chosen = [str(c) for c in check.chosen]
+    note = target_note(df[roles["label"][0]], target, ds.target)
+    chosen = [*([note] if note else []), *(str(c) for c in check.chosen)]
     if scale.get("log"):  # strictly positive, skewed: learned and scored on the log scale (labels.target_scale)
         kept_targets = np.log(np.maximum(kept_targets, np.finfo(np.float32).tiny)).astype(kept_targets.dtype)
         chosen.append(f"target=log({target_name(roles)}) (all training targets > 0, right-skewed: the model learns "
@@ -206,7 +214,13 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
         chosen=chosen,
         target_scale=scale,
     )
-    return PreparedData(arrays, present, kept_targets, split, keep + 1, meta, raw=raw)
+    return PreparedData(arrays, present, kept_targets, split, keep + 1, meta, raw=raw,
+                        groups=None if check.groups is None else check.groups[keep])
+
+
+def encoded(mod: Any, cells: Any, prep: dict, state: dict) -> np.ndarray | IndexedRows:
+    """A modality's arrays for raw cells (text token ids), each distinct cell encoded once."""
+    return per_distinct(cells, lambda c: {"x": mod.encode(c, prep, state)})["x"]
 
 
 def target_name(roles: dict) -> str:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from autofusion import phases
 from autofusion.data.cache import (
     BadCell,
     cache_key,
@@ -24,24 +25,36 @@ from autofusion.data.manifest import read_manifest, resolve_columns
 from autofusion.data.splits import TRAIN, assign_splits, group_keys, parse_split_column
 from autofusion.errors import DataError
 from autofusion.modalities import MODALITIES, Choice
+from autofusion.modalities.text import join_fields
 
 PREP_SAMPLE = 400  # training cells looked at to choose preprocessing settings
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One input of the model: a column (or, for tabular data, a set of columns) of one modality."""
+    """One input of the model: a column (or, for tabular data, a set of columns) of one
+    modality; ``joined``: the modality's columns read as one text (``encoders.<m>.layout:
+    joined``), an alternative to its one-per-column inputs that a trial picks instead."""
 
     name: str
     modality: str
     columns: tuple[str, ...]
+    joined: bool = False
 
     def to_json(self) -> dict:
-        return {"name": self.name, "modality": self.modality, "columns": list(self.columns)}
+        out = {"name": self.name, "modality": self.modality, "columns": list(self.columns)}
+        return {**out, "joined": True} if self.joined else out
 
     @classmethod
     def from_json(cls, d: dict) -> "InputSpec":
-        return cls(d["name"], d["modality"], tuple(d["columns"]))
+        return cls(d["name"], d["modality"], tuple(d["columns"]), bool(d.get("joined", False)))
+
+
+def trial_inputs(specs: list[InputSpec], joined: tuple[str, ...] | set[str] = ()) -> list[InputSpec]:
+    """The inputs one model reads: for a modality in ``joined``, its joined input; for any
+    other, its one-per-column inputs (a joined input is read only by a trial that picks it)."""
+    has_joined = {s.modality for s in specs if s.joined}
+    return [s for s in specs if s.joined == (s.modality in joined and s.modality in has_joined)]
 
 
 @dataclass
@@ -91,16 +104,20 @@ class RowCheck:
         return sorted({b.row for b in self.bad})
 
 
-def make_inputs(roles: dict[str, list[str]], modalities: list[str]) -> list[InputSpec]:
+def make_inputs(roles: dict[str, list[str]], modalities: list[str], joined: tuple[str, ...] = ()) -> list[InputSpec]:
     """One input per column of a modality (named after the modality when it has one column,
-    after the column otherwise); a modality that reads many columns at once is one input."""
+    after the column otherwise); a modality that reads many columns at once is one input. A
+    modality in ``joined`` with several columns also gets their joined input (named after the
+    modality, or ``<modality>_joined`` when a column has that name)."""
     out: list[InputSpec] = []
     for m in modalities:
         cols = roles.get(m, [])
         if not getattr(MODALITIES.get(m), "one_input_per_column", True) or len(cols) == 1:
             out.append(InputSpec(m, m, tuple(cols)))
-        else:
-            out.extend(InputSpec(c, m, (c,)) for c in cols)
+            continue
+        out.extend(InputSpec(c, m, (c,)) for c in cols)
+        if m in joined and len(cols) > 1:
+            out.append(InputSpec(m if m not in cols else f"{m}_joined", m, tuple(cols), joined=True))
     names = [i.name for i in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -146,28 +163,50 @@ def check_rows(
     roles = resolve_columns(df, manifest, modalities, flag=columns, space=space_columns,
                             declared=declared_columns(space))
     groups = group_keys(df[roles["group"][0]]) if "group" in roles else None
-    inputs = make_inputs(roles, modalities)
+    inputs = make_inputs(roles, modalities, joined_modalities(space))
     given = (parse_split_column(df[roles["split"][0]], str(manifest)) if "split" in roles
              else np.full(len(df), -1, np.int8))
-    bad: list[BadCell] = []
-    present = {i.name: _present(i, df) for i in inputs}
+    present = {i.name: _present(i, df, space.prep[i.modality].model_dump()) for i in inputs}
     raw = {i.name: _raw(i, df, manifest.parent, present[i.name]) for i in inputs}
-    for i in inputs:
-        if i.modality not in ds.allow_missing:
-            what = "empty text" if i.modality == "text" else "empty cell"
-            for r in np.flatnonzero(~present[i.name]):
-                bad.append(BadCell(int(r) + 1, i.name, f"{what} (allow with data.allow_missing: [{i.modality}])"))
-    if set(modalities) <= set(ds.allow_missing):  # otherwise an empty row is already bad above
-        nothing = ~np.any(np.stack([present[i.name] for i in inputs]), axis=0)
-        for r in np.flatnonzero(nothing):
-            bad.append(BadCell(int(r) + 1, "inputs", "every modality is empty"))
+    bad = _empty_cells(inputs, present, list(modalities), list(ds.allow_missing))
     label_col = roles["label"][0]
     target, classes, targets, label_bad = parse_labels(df[label_col], ds, manifest, label_col)
-    for r, reason in label_bad.items():
-        bad.append(BadCell(r + 1, "label", reason))
+    bad.extend(BadCell(r + 1, "label", reason) for r, reason in label_bad.items())
 
     train_rows = _provisional_train_rows(given, targets, target, {b.row - 1 for b in bad}, ds, seed, groups)
     prep, chosen = choose_prep(space, inputs, raw, present, train_rows, cuda=cuda)
+    fp, arrays, file_bad, hit = _decode_files(manifest, df, inputs, raw, prep, home, progress)
+    bad.extend(file_bad)
+    order = {f: k for k, f in enumerate([*(i.name for i in inputs), "inputs", "label"])}
+    bad.sort(key=lambda b: (b.row, order.get(b.field, len(order))))
+    return RowCheck(manifest=manifest, df=df, roles=roles, modalities=list(modalities), inputs=inputs,
+                    allow_missing=list(ds.allow_missing), present=present, raw=raw, target=target,
+                    classes=classes, targets=targets, given=given, bad=bad, arrays=arrays, prep=prep,
+                    chosen=chosen, fingerprint=fp, cache_hit=hit, groups=groups)
+
+
+def _empty_cells(inputs: list[InputSpec], present: dict[str, np.ndarray], modalities: list[str],
+                 allow_missing: list[str]) -> list[BadCell]:
+    """A problem per empty cell of an input that may not be missing, and per row with no input
+    at all (when every modality may be missing)."""
+    bad: list[BadCell] = []
+    for i in inputs:
+        if i.modality not in allow_missing and not i.joined:  # a joined input's columns are checked one by one
+            what = "empty text" if i.modality == "text" else "empty cell"
+            for r in np.flatnonzero(~present[i.name]):
+                bad.append(BadCell(int(r) + 1, i.name, f"{what} (allow with data.allow_missing: [{i.modality}])"))
+    if set(modalities) <= set(allow_missing):  # otherwise an empty row is already bad above
+        nothing = ~np.any(np.stack([present[i.name] for i in inputs]), axis=0)
+        for r in np.flatnonzero(nothing):
+            bad.append(BadCell(int(r) + 1, "inputs", "every modality is empty"))
+    return bad
+
+
+def _decode_files(manifest: Path, df: pd.DataFrame, inputs: list[InputSpec], raw: dict[str, Any],
+                  prep: dict[str, dict], home: Path | None, progress: Callable[[int], None] | None,
+                  ) -> tuple[str, dict[str, np.ndarray], list[BadCell], bool]:
+    """Every file input decoded, once: into the cache keyed by the manifest, its files and the
+    settings. Returns the fingerprint, the arrays, the unreadable cells and whether the cache hit."""
     files = [p for i in inputs if MODALITIES.get(i.modality).file_based for p in raw[i.name]
              if not _inline(MODALITIES.get(i.modality), p)]
     fp = fingerprint(manifest, files)
@@ -176,12 +215,9 @@ def check_rows(
                    for i in inputs if MODALITIES.get(i.modality).file_based}
     key = cache_key(fp, {k: v[3] for k, v in file_inputs.items()}, {i.name: prep[i.modality] for i in inputs
                                                                      if i.name in file_inputs})
-    arrays, file_bad, hit = decoded_columns((home or default_home()) / "cache" / key, file_inputs, progress)
-    bad.extend(file_bad)
-    order = {f: k for k, f in enumerate([*(i.name for i in inputs), "inputs", "label"])}
-    bad.sort(key=lambda b: (b.row, order.get(b.field, len(order))))
-    return RowCheck(manifest, df, roles, list(modalities), inputs, list(ds.allow_missing), present, raw, target,
-                    classes, targets, given, bad, arrays, prep, chosen, fp, hit, groups)
+    with phases.during("decode"):  # the search's "decode" phase (autofusion/phases.py)
+        arrays, file_bad, hit = decoded_columns((home or default_home()) / "cache" / key, file_inputs, progress)
+    return fp, arrays, file_bad, hit
 
 
 def declared_columns(space: Any) -> dict[str, list[str]]:
@@ -207,16 +243,34 @@ def _shown(mod: Any, cell: Any) -> str:
     return text[:77] + "..." if _inline(mod, cell) and len(text) > 80 else text
 
 
-def _present(spec: InputSpec, df: pd.DataFrame) -> np.ndarray:
+def joined_modalities(space: Any) -> tuple[str, ...]:
+    """The modalities whose columns the space lets a trial read joined (``encoders.<m>.layout``
+    is or may be ``joined``)."""
+    out = []
+    for m in space.modalities:
+        layout = space.file.encoders[m].shared.get("layout")
+        values = getattr(layout, "choices", None) or [layout]
+        if "joined" in values and getattr(MODALITIES.get(m), "joinable", False):
+            out.append(m)
+    return tuple(out)
+
+
+def _present(spec: InputSpec, df: pd.DataFrame, prep: dict) -> np.ndarray:
     mod = MODALITIES.get(spec.modality)
+    if mod.empty_is_value(prep):  # an empty text is a text
+        return np.ones(len(df), dtype=bool)
     if len(spec.columns) == 1:
         return present_cells(df[spec.columns[0]])
+    if spec.joined:
+        return np.any([present_cells(df[c]) for c in spec.columns], axis=0)
     return mod.present(df[list(spec.columns)])  # a multi-column modality decides
 
 
 def _raw(spec: InputSpec, df: pd.DataFrame, base: Path, present: np.ndarray) -> Any:
-    """The input's raw cells: resolved paths (None where empty) for files, the text for text,
-    the columns' frame for a multi-column input."""
+    """The input's raw cells: resolved paths (None where empty) for files, the text for text
+    (a joined input: its fields joined), the columns' frame for a multi-column input."""
+    if spec.joined:
+        return join_fields(df[list(spec.columns)])
     if len(spec.columns) > 1 or not getattr(MODALITIES.get(spec.modality), "one_input_per_column", True):
         return df[list(spec.columns)].reset_index(drop=True)
     col = df[spec.columns[0]]
@@ -252,7 +306,8 @@ def choose_prep(space: Any, inputs: list[InputSpec], raw: dict[str, Any], presen
     for m in space.modalities:
         mod = MODALITIES.get(m)
         sample: Any = []
-        for i in (i for i in inputs if i.modality == m):
+        mine = [i for i in inputs if i.modality == m]
+        for i in [i for i in mine if i.joined] or mine:  # a joined text is the longest: its lengths decide
             rows = [r for r in train_rows if present[i.name][r]]
             values = raw[i.name]
             if isinstance(values, pd.DataFrame):  # a multi-column input: the frame of its training rows

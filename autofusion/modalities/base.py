@@ -90,6 +90,7 @@ class Modality:
     dtype: ClassVar[Any] = np.float32
     one_input_per_column: ClassVar[bool] = True  # False: all its columns form one input (tabular)
     claims_rest: ClassVar[bool] = False  # inferred last, from every column no other role took
+    joinable: ClassVar[bool] = False  # its columns may also be read as one joined input (text)
 
     # --- preprocessing settings ---------------------------------------------------------
     def choose(self, prep: dict, sample: Any, *, cuda: bool) -> tuple[dict, list[Choice]]:
@@ -124,6 +125,11 @@ class Modality:
         """Rows of a multi-column input that hold anything (bool ``[N]``)."""
         s = frame.astype("string")
         return (s.notna() & (s.apply(lambda c: c.str.strip()) != "")).any(axis=1).fillna(False).to_numpy(dtype=bool)
+
+    def empty_is_value(self, prep: dict) -> bool:
+        """Whether an empty cell is a value of its own (an empty text), present rather than
+        missing; False by default."""
+        return False
 
     def empty(self, prep: dict) -> np.ndarray:
         """The array of a missing cell."""

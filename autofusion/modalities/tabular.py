@@ -110,8 +110,13 @@ def column_kind(col: pd.Series, *, strict: bool = True) -> str | None:
     suffixes = _file_suffixes()
     if sum(Path(t).suffix.lower() in suffixes for t in texts) >= 0.5 * len(texts) or any(t.startswith("[") for t in texts):
         return None
-    distinct = len(set(texts))
-    return "categorical" if distinct <= max(2, min(MAX_CATEGORIES, int(CATEGORY_SHARE * len(texts)))) else None
+    return "categorical" if len(set(texts)) <= category_limit(len(texts)) else None
+
+
+def category_limit(rows: int) -> int:
+    """The most distinct strings a column of ``rows`` non-empty cells may have to be read as
+    categories; a column with more is free text (names, titles) or an identifier."""
+    return max(2, min(MAX_CATEGORIES, int(CATEGORY_SHARE * rows)))
 
 
 @register_modality

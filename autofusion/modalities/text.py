@@ -2,7 +2,13 @@
 travels with the logged model (as JSON) so serving tokenises exactly like training.
 
 Encoders that read text their own way (TF-IDF, a pretrained tokenizer) start from the raw
-strings instead (see ``autofusion.models.features``)."""
+strings instead (see ``autofusion.models.features``).
+
+A table often holds several text fields (a title, a description, a director, a cast list):
+each is an input of its own, and where the space offers it (``encoders.text.layout``) a
+trial may read them joined instead, as one text with each field's name before its value
+(:func:`join_fields`). A column of short strings with too many distinct values to be
+categories (names, cast lists, titles) is text too."""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+import pandas as pd
 from pydantic import Field
 from torch import Tensor
 
@@ -34,12 +41,15 @@ MAX_LENGTH_CAP_GPU = 512
 
 class TextPrep(PrepSettings):
     """max_length: tokens kept per text (None: the 95th percentile of the training texts'
-    lengths, capped); max_vocab, min_freq, lowercase: the word vocabulary."""
+    lengths, capped); max_vocab, min_freq, lowercase: the word vocabulary; empty_is_text: an
+    empty cell is an empty text (how a table's text fields read, as AutoGluon reads them), not
+    a missing input or a bad row."""
 
     max_length: int | None = Field(None, ge=1, le=4096)
     max_vocab: int = Field(20000, ge=10)
     min_freq: int = Field(1, ge=1)
     lowercase: bool = True
+    empty_is_text: bool = False
 
 
 def tokenize(text: str, lowercase: bool = True) -> list[str]:
@@ -59,6 +69,39 @@ def as_text(cell: Any) -> str:
     except ImportError:  # pragma: no cover
         pass
     return str(cell)
+
+
+def join_fields(frame: pd.DataFrame) -> pd.Series:
+    """Each row's text fields as one text, every non-empty field on a line of its own after
+    its column's name (``Title: Inception``); an empty string where every field is empty."""
+    names = [str(c) for c in frame.columns]
+    rows = zip(*(frame[c].tolist() for c in frame.columns))
+    return pd.Series(["\n".join(f"{n}: {t}" for n, t in zip(names, map(as_text, r)) if t.strip())
+                      for r in rows], dtype=object)
+
+
+# A column of short strings (no sentences) is text when it has too many distinct values to be
+# categories (tabular.is_categorical) and enough of them hold a separator (a name, a list):
+# identifiers and codes are single tokens.
+SEPARATED_SHARE = 0.3
+_FILE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
+
+
+def free_text(vals: list[str]) -> bool:
+    """Sentences: most values have three words or more, and they are mostly distinct."""
+    multiword = sum(len(v.split()) >= 3 for v in vals) / len(vals)
+    return multiword >= 0.5 and len(set(vals)) >= 0.5 * len(vals)
+
+
+def short_text(vals: list[str]) -> bool:
+    """Names, titles, cast or tag lists: too many distinct values to be categories, and at
+    least ``SEPARATED_SHARE`` of them with a space or a comma in them (not one-token codes)."""
+    from autofusion.modalities.tabular import category_limit
+
+    if sum(bool(_FILE_SUFFIX.search(v)) for v in vals) >= 0.5 * len(vals):
+        return False  # file names of a kind no modality reads
+    separated = sum(any(ch in v for ch in " ,;|") for v in vals) / len(vals)
+    return len(set(vals)) > category_limit(len(vals)) and separated >= SEPARATED_SHARE
 
 
 @dataclass(frozen=True)
@@ -112,6 +155,10 @@ class TextModality(Modality):
     name = "text"
     Prep = TextPrep
     dtype = np.int32
+    joinable = True  # several columns may be read as one joined text (encoders.text.layout: joined)
+
+    def empty_is_value(self, prep: dict) -> bool:
+        return bool(prep.get("empty_is_text"))
 
     def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[Choice]]:
         if prep.get("max_length") is not None:
@@ -144,15 +191,23 @@ class TextModality(Modality):
         return torch.where(drop, torch.full_like(x, UNK), x)
 
     def recognises(self, values: Sequence[Any]) -> bool:
-        """Free text: strings, most with several words, not file paths."""
-        vals = [v for v in values if isinstance(v, str) and v.strip()]
-        if not vals:
+        """Strings that are not file paths, numbers or lists: free text (sentences), or short
+        strings with too many distinct values to be categories (names, titles, cast lists)."""
+        cells = [v for v in values if as_text(v).strip()]  # None, NaN, pd.NA and blanks are empty cells
+        vals = [v.strip() for v in cells if isinstance(v, str)]
+        if not vals or len(vals) < 0.9 * len(cells):
             return False
-        multiword = sum(len(v.split()) >= 3 for v in vals) / len(vals)
-        return multiword >= 0.5 and len(set(vals)) >= 0.5 * len(vals)
+        if any(v.startswith("[") for v in vals[:50]) or _numeric_share(vals) >= 0.9:
+            return False
+        return free_text(vals) or short_text(vals)
 
     def render_demo(self, bits: tuple[int, int], rng: np.random.Generator, path: Path) -> str | None:
         return render_text(*bits, rng)
+
+
+def _numeric_share(vals: list[str]) -> float:
+    """The share of strings that read as numbers (a numeric column read as text)."""
+    return float(pd.to_numeric(pd.Series(vals), errors="coerce").notna().mean())
 
 
 # --- the demo ------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def find_search(uri: str, *, task: str | None, search: str | None, experiment: s
 
 
 def list_models(uri: str) -> list[dict[str, Any]]:
-    """Every registered model version with its aliases and autofusion metrics."""
+    """Every registered model version with its aliases, autofusion metric, served latency (single
+    row p50 and p95, rows per second in batches) and the test data it was scored on."""
     c = tracking.client(uri)
     rows = []
     try:
@@ -37,5 +38,9 @@ def list_models(uri: str) -> list[dict[str, Any]]:
             rows.append({"name": rm.name, "version": str(mv.version), "aliases": ",".join(aliases.get(str(mv.version), [])),
                          "metric": mv.tags.get("autofusion.metric", ""),
                          "value": mv.tags.get(f"autofusion.{mv.tags.get('autofusion.metric', '')}", ""),
-                         "search": mv.tags.get("autofusion.search_run_id", ""), "run": mv.run_id or ""})
+                         "search": mv.tags.get("autofusion.search_run_id", ""), "run": mv.run_id or "",
+                         "p50 ms": mv.tags.get("autofusion.latency_p50_ms", ""),
+                         "p95 ms": mv.tags.get("autofusion.latency_p95_ms", ""),
+                         "rows/s": mv.tags.get("autofusion.rows_per_s", ""),
+                         "tested on": mv.tags.get("autofusion.tested_on", "")})
     return sorted(rows, key=lambda r: (r["name"], -int(r["version"])))

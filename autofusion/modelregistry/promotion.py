@@ -1,7 +1,7 @@
 """Promotion: register a search's model (its kept ensemble, else its best trial's model) as a
-new version, with lineage tags (search run, trial run, ensemble members, data fingerprint,
-test metrics), and move the alias (``champion``) to it only when it beats the current holder
-on the same test split, unless forced.
+new version, with lineage tags (search run, trial run, ensemble members, data fingerprint, the
+test data it was scored on, test metrics, its served latency), and move the alias
+(``champion``) to it only when it beats the current holder on the same test split, unless forced.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from typing import Any
 
 from autofusion import tracking
 from autofusion.errors import RegistryError
-from autofusion.metrics import metric_mode
+from autofusion.metrics import better, metric_mode
 from autofusion.modelregistry.catalog import find_search
+from autofusion.tracking.datasets import tested_on
 
 
 @dataclass(frozen=True)
@@ -68,17 +69,22 @@ def promote(uri: str, *, task: str | None = None, search: str | None = None, nam
             f"metric {metric!r} not found on {what}; known: {', '.join(sorted(model_run.data.metrics)) or 'none'}"
         )
     _ensure_registered_model(c, name)
+    tested = tested_on(parent)  # its test split, as the search logged it (tracking/datasets.py)
     lineage = {
         "autofusion.search_run_id": parent.info.run_id, "autofusion.trial_run_id": best_run_id,
         "autofusion.data_fingerprint": params.get("data.fingerprint", ""), "autofusion.split_key": _split_key(parent),
         "autofusion.metric": metric, f"autofusion.{metric}": f"{value:.6f}",
         "autofusion.task": tags.get("autofusion.task", ""),
         **{f"autofusion.{k}": f"{v:.6f}" for k, v in model_run.data.metrics.items() if k.startswith("test_")},
-        **({"autofusion.ensemble_members": tags.get("autofusion.ensemble_members", "")} if ensemble else {}),
+        **({"autofusion.ensemble_members": tags.get("autofusion.ensemble_members", "")}
+           if ensemble and "autofusion.bagged" not in tags else {}),
+        **({"autofusion.bagged": tags["autofusion.bagged"]} if ensemble and "autofusion.bagged" in tags else {}),
+        **({"autofusion.tested_on": tested} if tested else {}),
+        **{k: v for k, v in model_run.data.tags.items() if k in LATENCY_TAGS},  # measured after the search logged it
     }
     # A ``models:/<model_id>`` source must come with its model_id: a tracking server refuses it
     # otherwise ("The model_id request parameter must identify the resource that contains the source").
-    model_id = _model_id(model_uri)
+    model_id = logged_model_id(model_uri)
     mv = tracking.retry(lambda: c.create_model_version(name, model_uri, run_id=model_run_id, tags=lineage,
                                                        description=f"autofusion search {parent.info.run_id}",
                                                        model_id=model_id))
@@ -88,7 +94,11 @@ def promote(uri: str, *, task: str | None = None, search: str | None = None, nam
     return Promotion(name, str(mv.version), alias, moved, reason, metric, value, previous)
 
 
-def _model_id(model_uri: str) -> str | None:
+LATENCY_TAGS = ("autofusion.latency_p50_ms", "autofusion.latency_p95_ms", "autofusion.rows_per_s",
+                "autofusion.latency_batch")
+
+
+def logged_model_id(model_uri: str) -> str | None:
     """The logged model's id in ``models:/<model_id>``; None for other URIs (``runs:/``, a name@alias)."""
     prefix = "models:/"
     if not model_uri.startswith(prefix):
@@ -126,7 +136,6 @@ def _decide(c: Any, name: str, alias: str, lineage: dict[str, str], metric: str,
     if old is None:
         return False, f"version {prev} has no {metric}; pass --force to replace it", prev
     new = round(value, 6)  # tags hold 6 decimals; compare like with like
-    better = new > float(old) if mode == "max" else new < float(old)
-    if not better:
+    if not better(new, float(old), mode):
         return False, f"{metric} {value:.4f} does not beat version {prev}'s {float(old):.4f}", prev
     return True, f"{metric} {value:.4f} beats version {prev}'s {float(old):.4f}", prev

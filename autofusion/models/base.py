@@ -9,6 +9,7 @@ separate, except for decision-level (late) fusion, which produces the outputs it
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from autofusion.components import Registry
 from autofusion.errors import ConfigError
+from autofusion.models.masking import batch_info, masked_mean, pooled_inputs, presence, token_inputs
 
 Tokens = tuple[Tensor, "Tensor | None"]  # ([B, T, D], key padding mask [B, T] True=pad)
 
@@ -38,40 +40,82 @@ class Encoder(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        toks, pad = self.tokens(x)
-        if pad is None:
-            return toks.mean(dim=1)
-        keep = (~pad).unsqueeze(-1).to(toks.dtype)
-        return (toks * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+        return masked_mean(*self.tokens(x))
+
+
+@dataclass(frozen=True)
+class FusionInputs:
+    """What every fusion operator's forward starts from (:meth:`Fusion.open`).
+
+    Attributes:
+        batch: the batch size.
+        present: ``[B, M]`` floats, 1 where an input is present (in the operator's input order).
+        keep: the same as bools.
+        pooled: per input, its pooled features ``[B, D_m]``, zeroed where absent.
+        weights: ``[B, M]`` the inputs' weights (``weighting``), summing to 1 over the present ones.
+        tokens: per input, its tokens ``[B, T_m, D_m]`` zeroed where absent (token operators only).
+        masks: per input, ``[B, T_m]``: True on padding and on every position of an absent input.
+    """
+
+    batch: int
+    present: Tensor
+    keep: Tensor
+    pooled: list[Tensor]
+    weights: Tensor
+    tokens: list[Tensor] = field(default_factory=list)
+    masks: list[Tensor] = field(default_factory=list)
 
 
 class Fusion(nn.Module):
-    """Base class for fusion operators.
+    """Base class for fusion operators: one class and one ``@register_fusion`` decorator each.
+
+    What an operator is, it declares on its class: whether it reads token sequences
+    (``uses_tokens``), whether it produces the outputs itself (``produces_outputs``: no head),
+    and how many inputs it works on (``min_inputs``, ``max_inputs``; a space assembled from the
+    data leaves out the operators its inputs do not fit).
 
     Args:
-        in_dims: encoder ``out_dim`` per modality, in a fixed modality order.
+        in_dims: encoder ``out_dim`` per input, in a fixed input order.
         num_outputs: size of the model output (classes or regression targets); only
             decision-level fusion uses it.
-        weights: how modalities are weighted where the operator combines them
-            (``fixed``, ``learned`` or ``gated``).
+        weighting: how inputs are weighted where the operator combines them (``fixed``,
+            ``learned`` or ``gated``; the space's ``fusion.weights``).
     """
 
     uses_tokens: ClassVar[bool] = False
     produces_outputs: ClassVar[bool] = False
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = None
     out_dim: int
 
-    def __init__(self, in_dims: dict[str, int], num_outputs: int, weights: str = "fixed") -> None:
+    def __init__(self, in_dims: dict[str, int], num_outputs: int, weighting: str = "fixed") -> None:
         super().__init__()
         self.modalities = list(in_dims)
         self.in_dims = dict(in_dims)
         self.num_outputs = num_outputs
-        self.weighting = ModalityWeights(in_dims, weights)
+        self.weighting = ModalityWeights(in_dims, weighting)
+
+    @classmethod
+    def fits(cls, inputs: int) -> bool:
+        """Whether the operator works on ``inputs`` inputs."""
+        return inputs >= cls.min_inputs and (cls.max_inputs is None or inputs <= cls.max_inputs)
+
+    def open(self, feats: dict[str, object], present: dict[str, Tensor]) -> FusionInputs:
+        """The shared opening of every forward: presence, each input's features zeroed where
+        absent (and its tokens and masks for a token operator), and the inputs' weights."""
+        batch, device = batch_info(feats)
+        pm, keep = presence(self.modalities, present, batch, device)
+        if self.uses_tokens:
+            toks, masks, pooled = token_inputs(feats, self.modalities, keep)
+            return FusionInputs(batch, pm, keep, pooled, self.weighting(pooled, pm), toks, masks)
+        pooled = pooled_inputs(feats, self.modalities, keep)
+        return FusionInputs(batch, pm, keep, pooled, self.weighting(pooled, pm))
 
     def forward(self, feats: dict[str, object], present: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError  # pragma: no cover
 
-    def fusion_weights(self) -> dict[str, float] | None:
-        """Learned or average gate weights per modality, for logging; None when fixed."""
+    def input_weights(self) -> dict[str, float] | None:
+        """Learned or average gate weights per input, for logging; None when fixed."""
         return self.weighting.summary(self.modalities)
 
 
@@ -119,15 +163,6 @@ class ModalityWeights(nn.Module):
         else:
             return None
         return {n: round(float(v), 4) for n, v in zip(names, vals)}
-
-
-def present_matrix(modalities: list[str], present: dict[str, Tensor], batch: int, device) -> Tensor:
-    """Stacks per-modality presence masks into ``[B, M]`` floats (missing masks = present)."""
-    cols = [
-        present[m].float() if m in present else torch.ones(batch, device=device)
-        for m in modalities
-    ]
-    return torch.stack(cols, dim=1)
 
 
 class _EncoderRegistries(dict):

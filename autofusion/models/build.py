@@ -17,18 +17,21 @@ import torch
 from torch import Tensor, nn
 
 from autofusion.components import NameOf
+from autofusion.data.rows import InputSpec, trial_inputs
 from autofusion.modalities import MODALITIES, ModalityInfo
 from autofusion.models import ENCODERS, FUSIONS
 from autofusion.models.auxiliary import train_heads
 from autofusion.models.base import Encoder, Fusion
+from autofusion.models.encoders.pair import EncoderPair, pair_key
 from autofusion.models.features import (
     feature_key,
     frozen_key,
     input_key,
     pretrained_layout,
 )
+from autofusion.models.masking import masked_mean
 from autofusion.models.missing import missing_embeddings
-from autofusion.trial import TrialConfig
+from autofusion.trial import Choice, TrialConfig
 
 
 @dataclass
@@ -118,7 +121,7 @@ class FusionModel(nn.Module):
             if self.fusion.uses_tokens:
                 toks, pad = enc.tokens(x)
                 feats[name] = (toks, pad)
-                pooled[name] = _masked_mean(toks, pad)
+                pooled[name] = masked_mean(toks, pad)
             else:
                 feats[name] = pooled[name] = enc(x)
         if self.missing is not None:  # absent inputs become learned vectors, and fusion sees every input
@@ -140,13 +143,6 @@ class TargetScale(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return z.float() * self.std + self.mean
-
-
-def _masked_mean(toks: Tensor, pad: Tensor | None) -> Tensor:
-    if pad is None:
-        return toks.mean(dim=1)
-    keep = (~pad).unsqueeze(-1).to(toks.dtype)
-    return (toks * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
 
 
 def _drop_modalities(present: dict[str, Tensor], p: float) -> dict[str, Tensor]:
@@ -172,19 +168,43 @@ def encoder_info(meta: Any, modality: str, key: str | None) -> ModalityInfo:
     return replace(info, extra={**info.extra, **meta.feature_infos.get(key, {})})
 
 
+def used_inputs(tc: TrialConfig, meta: Any) -> list[InputSpec]:
+    """The inputs the trial's model reads: a modality's joined text when the trial picked that
+    layout (``encoder.<m>.layout: joined``), else its one-per-column inputs."""
+    return trial_inputs(meta.input_specs, getattr(tc, "joined_inputs", ()))
+
+
 def feature_keys(tc: TrialConfig, meta: Any, layout: str = "trained") -> dict[str, str | None]:
     """Per input, the key of the extractor arrays it reads (None: the modality's arrays). A
     pretrained encoder reads its cached frozen outputs or its model inputs, by the trial's
     ``train.strategy`` and ``layout`` (see ``models.features.pretrained_layout``)."""
-    keys = {}
-    for spec in meta.input_specs:
-        choice = tc.encoders[spec.modality]
-        cls = ENCODERS[spec.modality].get(choice.name)
-        key = feature_key(choice.name, cls, choice.params)
-        if key is not None and getattr(cls, "pretrained", False) and pretrained_layout(tc.strategy, layout)[1]:
+    return {spec.name: choice_key(spec.modality, tc.encoders[spec.modality], tc.strategy, layout)
+            for spec in used_inputs(tc, meta)}
+
+
+def choice_key(modality: str, choice: Choice, strategy: str, layout: str) -> str | None:
+    """The key of the arrays an encoder choice reads (a pair: its halves' keys joined)."""
+    keys = []
+    for part in choice.parts():
+        cls = ENCODERS[modality].get(part.name)
+        key = feature_key(part.name, cls, part.params)
+        if key is not None and getattr(cls, "pretrained", False) and pretrained_layout(strategy, layout)[1]:
             key = frozen_key(key)
-        keys[spec.name] = key
-    return keys
+        keys.append(key)
+    return keys[0] if len(keys) == 1 else pair_key(keys)
+
+
+def make_encoder(modality: str, choice: Choice, meta: Any, strategy: str, layout: str, pretrained: bool) -> Encoder:
+    """The encoder of a choice (two side by side for a pair), built from the facts of the arrays it reads."""
+    if len(choice.parts()) > 1:
+        return EncoderPair([make_encoder(modality, c, meta, strategy, layout, pretrained) for c in choice.parts()])
+    cls = ENCODERS[modality].get(choice.name)
+    key = choice_key(modality, choice, strategy, layout)
+    info = encoder_info(meta, modality, input_key(key) if key else None)
+    if getattr(cls, "pretrained", False):
+        backbone = pretrained_layout(strategy, layout)[0]
+        info = replace(info, extra={**info.extra, "backbone": backbone, "load_weights": pretrained})
+    return cls(info, **choice.params)
 
 
 def build_model(tc: TrialConfig, meta: Any, *, layout: str = "trained", pretrained: bool = True) -> FusionModel:
@@ -198,22 +218,16 @@ def build_model(tc: TrialConfig, meta: Any, *, layout: str = "trained", pretrain
             their weights (a whole state dict is loaded next: serving).
     """
     keys = feature_keys(tc, meta, layout)
-    inputs = {s.name: s.modality for s in meta.input_specs}
+    inputs = {s.name: s.modality for s in used_inputs(tc, meta)}
     separate = set(getattr(tc, "separate_encoders", ()))
     encoder_of = {i: (f"{m}:{i}" if m in separate else m) for i, m in inputs.items()}
     encoders: dict[str, Encoder] = {}
     for i, m in inputs.items():
         if encoder_of[i] not in encoders:
-            choice = tc.encoders[m]
-            cls = ENCODERS[m].get(choice.name)
-            info = encoder_info(meta, m, input_key(keys[i]) if keys[i] else None)
-            if getattr(cls, "pretrained", False):
-                backbone = pretrained_layout(tc.strategy, layout)[0]
-                info = replace(info, extra={**info.extra, "backbone": backbone, "load_weights": pretrained})
-            encoders[encoder_of[i]] = cls(info, **choice.params)
+            encoders[encoder_of[i]] = make_encoder(m, tc.encoders[m], meta, tc.strategy, layout, pretrained)
     adapters = {m: MODALITIES.get(m).adapter(meta.prep[m]) for m in meta.modalities}
     in_dims = {i: encoders[encoder_of[i]].out_dim for i in inputs}
-    fusion = FUSIONS.get(tc.fusion.name)(in_dims, meta.num_outputs, tc.fusion_weights,
+    fusion = FUSIONS.get(tc.fusion.name)(in_dims, meta.num_outputs, tc.fusion_weighting,
                                          **_inputs_named(tc.fusion.name, tc.fusion.params, inputs))
     strategies = {"missing": missing_embeddings(tc.missing, in_dims),  # train.missing, train.*_weight
                   "train_heads": train_heads(in_dims, tc.align_weight, tc.reconstruct_weight)}

@@ -1,7 +1,7 @@
 """Learned stand-ins for missing inputs (``train.missing: learned``).
 
 With ``zero`` (the default) a row that lacks an input has it zeroed and masked inside the
-fusion operator (``fusion/_common.py``). With ``learned``, each input has a learned vector
+fusion operator (``models/masking.py``). With ``learned``, each input has a learned vector
 (its encoder's width) that replaces the input where a row lacks it, before fusion, and the
 fusion operator is told every input is present: the model learns what "no image" should
 mean instead of reading a zero. Rows lack an input when the data has an empty cell

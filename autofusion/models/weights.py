@@ -1,8 +1,10 @@
-"""Where pretrained weights come from, in one place: a local folder or file, or the libraries'
-own caches (the Hugging Face hub cache for transformers and timm, the torch hub cache for
-torchvision). A search never downloads: weights that are not there stop it before any run is
-created, with one line naming the model and the command that fetches them
-(``autofusion weights pull NAME``), which uses the libraries' own download calls.
+"""Where pretrained weights come from, in one place: a local folder or file, the weights shelf
+(``autofusion weights add NAME PATH`` registers a copy under its hub or timm name;
+``models.shelf``), or the libraries' own caches (the Hugging Face hub cache for transformers
+and timm, the torch hub cache for torchvision), looked up in that order. A search never
+downloads: weights that are not there stop it before any run is created, with one line naming
+the model and the command that fetches them (``autofusion weights pull NAME``), which uses the
+libraries' own download calls.
 
 Names: a local folder or file path; ``timm:NAME`` and ``torchvision:NAME`` for those
 libraries' models; anything else is a Hugging Face hub repository (``bert-base-uncased``,
@@ -18,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from autofusion.errors import AutofusionError, ConfigError
-from autofusion.weight_caches import hf_hub_cache, torch_hub_checkpoints
+from autofusion.weight_caches import (
+    hf_hub_cache,
+    shelf_dir,
+    shelf_entries,
+    torch_hub_checkpoints,
+)
 
 # What `weights pull` fetches of a hub repository: configs, tokenizers, processors and the
 # PyTorch weights (not the TensorFlow, Flax, ONNX or Rust copies many repositories also hold).
@@ -47,7 +54,39 @@ class Weights:
 def not_found(name: str, where: str, pull: str) -> ConfigError:
     """The one-line error of weights that are not on this machine."""
     return ConfigError(f"pretrained weights {name!r} are not {where}; a search never downloads: fetch them where a "
-                       f"network exists with `autofusion weights pull {pull}` (or give a local folder)")
+                       f"network exists with `autofusion weights pull {pull}` (or register a copy with "
+                       f"`autofusion weights add {pull} PATH`, or give a local folder)")
+
+
+def shelved(name: str) -> Path | None:
+    """The files ``autofusion weights add`` put on the shelf under ``name`` (None: none added;
+    pulled weights are found in the library's cache, where ``pull`` put them)."""
+    entry = shelf_entries().get(name)
+    return Path(entry["path"]) if entry and str(entry.get("source", "")).startswith("added") else None
+
+
+def locate(name: str) -> Weights:
+    """The weights of ``name`` as ``weights pull`` names them (a hub repository, ``timm:NAME``,
+    ``torchvision:NAME``), wherever they are here.
+
+    Raises:
+        ConfigError: they are not on this machine (the one line that says how to fetch them).
+    """
+    if name.startswith("timm:"):
+        return timm_model(name.split(":", 1)[1])
+    if name.startswith("torchvision:"):
+        return torchvision_model(name.split(":", 1)[1])
+    return hf_model(name)
+
+
+def origin(w: Weights) -> str:
+    """Where weights were found, in words: the shelf, a library's cache, or a local path."""
+    path = Path(w.path).resolve()
+    for root, words in ((shelf_dir(), "the shelf"), (hf_hub_cache(), "the Hugging Face cache"),
+                        (torch_hub_checkpoints(), "the torch hub cache")):
+        if path.is_relative_to(root.resolve()):
+            return words
+    return "a local path"
 
 
 def local_path(name: str) -> Path | None:
@@ -90,6 +129,9 @@ def hf_model(name: str) -> Weights:
             raise ConfigError(f"model {name!r}: {local} is no transformers model folder (no config.json); "
                               "save one with save_pretrained, or name a hub repository")
         return Weights(name, str(local), f"{local.name}@{files_hash(local)}", name)
+    shelf = shelved(name)
+    if shelf is not None:
+        return Weights(name, str(shelf), f"{name}@{files_hash(shelf)}", name)
     snap = _hub_snapshot(name, name, name)
     return Weights(name, str(snap), f"{name}@{snap.name}", name)
 
@@ -114,8 +156,9 @@ def timm_model(name: str, checkpoint: str | None = None) -> Weights:
     arch = name
     if not timm.is_model(arch):
         raise ConfigError(f"timm model {name!r}: unknown to timm {timm.__version__} (see timm.list_models())")
+    checkpoint = checkpoint or shelved(f"timm:{name}")
     if checkpoint:
-        file = local_path(checkpoint)
+        file = local_path(str(checkpoint))
         if file is None or not file.is_file():
             raise ConfigError(f"timm model {name!r}: checkpoint {checkpoint!r} is not a file")
         return Weights(name, str(file), f"{arch}@{files_hash(file)}", arch)
@@ -141,6 +184,9 @@ def timm_model(name: str, checkpoint: str | None = None) -> Weights:
 
 def torchvision_model(arch: str) -> Weights:
     """torchvision's default pretrained weights of ``arch``, from the torch hub cache."""
+    shelf = shelved(f"torchvision:{arch}")
+    if shelf is not None:
+        return Weights(f"torchvision:{arch}", str(shelf), f"{arch}@{files_hash(shelf)}", arch)
     import torchvision
 
     try:
@@ -166,8 +212,12 @@ def pull(name: str) -> str:
     except AutofusionError:
         raise
     except Exception as exc:  # noqa: BLE001 - the libraries raise many kinds; the user needs one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise AutofusionError(f"weights pull {name}: {type(exc).__name__}: {first}") from None
+        raise AutofusionError(f"weights pull {name}: {type(exc).__name__}: {first_line(exc, 300)}") from None
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's first line (its type where it has no message), cut at ``limit`` characters."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 
 
 def _pull(name: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from autofusion.metrics import better
 from autofusion.search.progress import ProgressView
 from autofusion.search.records import Settings, TrialRecord
 
@@ -98,11 +99,9 @@ class SearchCallback(Callback):
         rec.seconds = sum(h.get("epoch_seconds", 0.0) for h in rec.history)
         rec.num_params = int(metrics["num_params"]) if "num_params" in metrics else rec.num_params
         rec.latency_ms = metrics.get("latency_ms", rec.latency_ms)
-        rec.fusion_weights = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("fusion_weight.")}
+        rec.input_weights = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("fusion_weight.")}
         value = metrics.get(self.settings.metric)
-        if value is not None and (
-            rec.best_value is None or (value > rec.best_value if self.settings.mode == "max" else value < rec.best_value)
-        ):
+        if better(value, rec.best_value, self.settings.mode):
             rec.best_value, rec.best_epoch = value, epoch
         rec.stop_reason = "converged" if result.get("converged") else None
         self.writer.log_metrics(trial.trial_id, metrics, step=epoch)

@@ -10,6 +10,7 @@ from typing import Any
 
 from autofusion.data.prepare import PreparedData
 from autofusion.metrics import EXTRA_OBJECTIVES
+from autofusion.phases import Phases
 from autofusion.search import resume
 from autofusion.search.records import SearchOptions, Settings, TrialRecord
 from autofusion.spaces.load import Space
@@ -36,6 +37,7 @@ class SearchContext:
     records: dict[str, TrialRecord] = field(default_factory=dict)
     source_study: Any = None  # the Optuna study of --warm-start
     console: Any = None
+    phases: Phases = field(default_factory=Phases)  # where the time goes (autofusion/phases.py)
 
     @property
     def folder(self) -> Path:

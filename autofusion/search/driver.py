@@ -1,7 +1,10 @@
-"""The search driver: ``run_search`` checks everything that can fail fast, prepares the
-data, starts Ray, opens (or reopens) the search's MLflow run, runs the trials and finishes:
-the best trial on validation, its one test evaluation, its logged model, the greedy
-ensemble of the trials (kept when it beats the best trial), the summary and the report.
+"""The search driver: ``run_search`` runs the checks that need no data (each trial's resources
+against the cluster, the store, the weights: search/checks.py), reads and checks the data,
+starts Ray on a thread of its own while the features are built, opens (or reopens) the
+search's MLflow run, runs the trials and finishes: the best trial on validation, its one test
+evaluation, its logged model, the greedy ensemble of the trials (kept when it beats the best
+trial), the summary and the report. It times each phase (autofusion/phases.py): the summary
+prints them and the search run logs them.
 
 Nothing imports this module but the CLI (and benchmarks, tests): the records it takes and
 returns are in :mod:`autofusion.search.records`. Ray Tune, torch and MLflow's model code are
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autofusion import quiet_libraries, tracking
-from autofusion.cluster import check_trial_resources, init_ray, probe_address
+from autofusion.cluster import check_trial_resources
 from autofusion.data.demo import demo_manifest
 from autofusion.data.prepare import default_home, prepare_data
 from autofusion.errors import ConfigError
@@ -30,9 +33,11 @@ from autofusion.features import (
     trial_tags,
 )
 from autofusion.lazy import LazyImport
-from autofusion.search import handbuilt, resume, selection
+from autofusion.phases import Phases, timing
+from autofusion.raystart import RayStart
+from autofusion.search import checks, handbuilt, resume, selection
 from autofusion.search.context import SearchContext
-from autofusion.search.progress import ProgressView
+from autofusion.search.progress import ProgressView, say, say_prepared
 from autofusion.search.records import (
     EnsembleResult,
     SearchInterrupted,
@@ -46,8 +51,11 @@ from autofusion.search.settings import (
     resolve_settings,
 )
 from autofusion.spaces import load_space
+from autofusion.spaces import pretrained
+from autofusion.spaces.load import with_target
 from autofusion.tracking import artifacts, report
 from autofusion.tracking.writer import TrackingWriter
+from autofusion.train.batches import pick_device
 
 # Ray Tune's settings, set before Ray starts so that its processes inherit them.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -60,9 +68,15 @@ tuner = LazyImport("autofusion.search.tuner")
 evaluate = LazyImport("autofusion.search.evaluate")
 pyfunc = LazyImport("autofusion.serving.pyfunc")
 serving_ensemble = LazyImport("autofusion.serving.ensemble")
+serving_trees = LazyImport("autofusion.serving.trees")
+trees = LazyImport("autofusion.search.trees")
+bagging = LazyImport("autofusion.search.bagging")
 ensemble = LazyImport("autofusion.search.ensemble")
 noise = LazyImport("autofusion.search.noise")
 plots = LazyImport("autofusion.tracking.plots")
+explain = LazyImport("autofusion.serving.explain")
+served_latency = LazyImport("autofusion.serving.latency")
+datasets = LazyImport("autofusion.tracking.datasets")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,76 +85,84 @@ log = logging.getLogger(__name__)
 END_TAGS = {"FINISHED": "finished", "KILLED": "interrupted", "FAILED": "failed"}
 
 
-def run_search(opts: SearchOptions, *, console: Any = None) -> SearchResult:
+def run_search(opts: SearchOptions, *, console: Any = None, started: float | None = None) -> SearchResult:
     """Runs (or resumes) a whole search and returns what it found; see ``autofusion search --help``.
+    ``started``: when the command started (the CLI passes its process's start), else now; the
+    phases and the wall time count from it.
 
     Raises:
         SearchInterrupted: Ctrl-C or SIGTERM; finished trials are kept for ``--resume``.
     """
+    phases = Phases(started)
+    with timing(phases):
+        result = _run(opts, console, phases)
+    _log_phases(result, phases)
+    return result
+
+
+def _run(opts: SearchOptions, console: Any, phases: Phases) -> SearchResult:
+    """``run_search`` under ``phases``: the checks, the data, Ray, the trials and the end."""
     quiet_libraries(opts.verbose)
-    t0 = time.time()
+    t0 = phases.started
     home = Path(opts.home).resolve() if opts.home else default_home()
     resume_id = None
     if opts.resume:
         opts, resume_id = resume.resumed_options(opts, home)
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
-    tracking.check_store(uri)  # first: it fails fast, before torch is imported
-    probe_address(opts.address)
-    space = load_space(opts.task, opts.space)
+    space = with_target(load_space(opts.task, opts.space), opts.target)
+    checks.check_resources(opts, space.file.search)  # Ray not started: a second (probes --address)
+    tracking.check_store(uri)  # before torch is imported
+    checks.check_weights(space)
     if resume_id is not None and tracking.get_run(uri, resume_id).info.status == "FINISHED":
         raise ConfigError(f"--resume {resume_id}: that search already finished; promote it or start a new one")
     source_study = resume.warm_start_study(home, opts.warm_start) if opts.warm_start else None
+    phases.enter("data")
+    if not opts.data and not any((home / "demo").glob(f"{space.task}-*/manifest.csv")):
+        say(f"Writing the {space.task} demo data set under {home / 'demo'} (the first search on it only)",
+            opts.quiet, console)
     manifest = Path(opts.data) if opts.data else demo_manifest(space.task, home, num_samples=opts.demo_samples)
     base_seed = opts.seed if opts.seed is not None else space.file.search.seed
     data = prepare_data(manifest, space, columns=opts.columns, on_bad_rows=opts.on_bad_rows, seed=base_seed,
-                        home=home, cuda=_cuda_visible())
-    notes = build_features(data, space, home=home, quiet=opts.quiet)  # missing weights stop it here
-    _say_prepared(data.meta.chosen, notes, opts, console)
+                        home=home, cuda=pick_device().type == "cuda")  # a GPU allows larger inputs
     check_losses_fit(space, data.meta.target)
     settings = resolve_settings(space, opts, data.meta.target)  # flag errors before Ray starts
 
     import ray
 
-    started_ray = init_ray(opts.address, opts.verbose)
-    quiet_libraries(opts.verbose)  # ray.init configures its loggers anew
+    ray_start = RayStart(opts.address, opts.verbose)  # Ray's processes start beside the features
     try:
-        # Before any MLflow run: a trial no node can hold would wait forever.
+        phases.enter("features")
+        notes = build_features(data, space, home=home, quiet=opts.quiet)
+        say_prepared(data.meta.chosen, [*pretrained.summary(space), *notes], opts.quiet, console)
+        phases.enter("ray")
+        ray_start.result()
+        quiet_libraries(opts.verbose)  # ray.init configures its loggers anew
+        # Again, on the nodes Ray reports: a trial no node can hold would wait forever.
         check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, settings.memory_per_trial)
         settings = fit_to_cluster(settings, ray.available_resources())
+        phases.enter("logging")
         experiment = opts.experiment or space.task
         ctx = SearchContext(opts=opts, space=space, data=data, settings=settings, uri=uri, experiment=experiment,
                             experiment_id=tracking.experiment_id(uri, experiment), home=home, t0=t0,
-                            source_study=source_study, console=console)
+                            source_study=source_study, console=console, phases=phases)
         if resume_id is None:
             _start_parent(ctx)
         else:
             _reopen_parent(ctx, resume_id)
         return _drive(ctx)
     finally:
-        if started_ray:
-            ray.shutdown()
+        phases.enter("shutdown")
+        ray_start.shutdown()  # after a start still under way (the features failed)
 
 
-def _cuda_visible() -> bool:
-    """Whether trials will train on a GPU (it allows larger images and longer texts)."""
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _say_prepared(chosen: list[str], notes: list[str], opts: SearchOptions, console: Any) -> None:
-    """Prints the preprocessing settings chosen from the data and the features built, before
-    the trials start (they are logged with the search run too)."""
-    if opts.quiet or not (chosen or notes):
-        return
-    from rich.console import Console
-
-    out = console or Console(stderr=True)
-    if chosen:
-        out.print("Preprocessing chosen from the training data (set them in the space's modalities to "
-                  "change them): " + "; ".join(chosen), highlight=False, soft_wrap=True)
-    for note in notes:
-        out.print(f"Features: {note}", highlight=False, soft_wrap=True)
+def _log_phases(result: SearchResult, phases: Phases) -> None:
+    """The seconds of each phase, on the result and as the search run's metrics; the wall time is their sum."""
+    result.phases = phases.snapshot()
+    result.wall_seconds = sum(result.phases.values())
+    try:
+        artifacts.log_phases(result.tracking_uri, result.parent_run_id, result.phases)
+    except Exception as exc:  # noqa: BLE001 - the search is done; the summary still shows them
+        result.tracking_errors.append(f"phase_seconds: {type(exc).__name__}: {exc}")
 
 
 def _start_parent(ctx: SearchContext) -> None:
@@ -169,6 +191,7 @@ def _start_parent(ctx: SearchContext) -> None:
     c.log_text(rid, space.raw_text(), "space.yaml")
     c.log_dict(rid, {"meta": meta.to_json(), "split": ctx.data.split.tolist(), "row_ids": ctx.data.row_ids.tolist()},
                "data/split.json")
+    tracking.retry(lambda: c.log_inputs(rid, datasets=datasets.split_inputs(ctx.data)))  # MLflow's Dataset column
     ctx.parent = rid
     resume.save_options(ctx.folder, ctx.opts, space)
 
@@ -208,6 +231,7 @@ def _drive(ctx: SearchContext) -> SearchResult:
 
     _open_study(ctx)
     writer = TrackingWriter(ctx.uri, ctx.experiment_id, ctx.parent)
+    writer.datasets = datasets.split_inputs(ctx.data)  # each trial's run says which data it saw
     for rec in ctx.records.values():
         writer.adopt(rec.trial_id, rec.run_id, set(range(1, len(rec.history) + 1)))
     view = ProgressView(ctx.settings, console=ctx.console, quiet=ctx.opts.quiet, done_before=len(ctx.records))
@@ -217,7 +241,8 @@ def _drive(ctx: SearchContext) -> SearchResult:
     main = threading.current_thread() is threading.main_thread()  # only it may set handlers
     previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT)) if main else None
     try:
-        remaining = ctx.settings.num_trials - len(ctx.records)
+        remaining = ctx.settings.num_trials - sum(not trees.is_trees(r) for r in ctx.records.values())
+        ctx.phases.enter("trials")
         t_fit = time.time()
         interrupted = remaining > 0 and tuner.run_trials(ctx, writer, view, remaining)
         writer.flush()
@@ -227,6 +252,10 @@ def _drive(ctx: SearchContext) -> SearchResult:
                 f"interrupted after {ctx.ended()} of {ctx.settings.num_trials} trials; finished trials are kept. "
                 f"Continue with: autofusion search --resume {ctx.parent}", ctx.parent)
         tune_seconds = time.time() - t_fit
+        if ctx.settings.trees and not ctx.settings.objectives:  # a search for small, fast models wants none
+            ctx.phases.enter("trees")
+            trees.run_trees(ctx, writer, tune_seconds)
+        ctx.phases.enter("logging")
         result = _finish(ctx, writer, optuna.load_study(study_name=ctx.parent, storage=ctx.storage))
         result.tune_seconds = tune_seconds
         result.first_trial_seconds = view.first_start - ctx.t0 if view.first_start else None
@@ -239,6 +268,7 @@ def _drive(ctx: SearchContext) -> SearchResult:
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
+        ctx.phases.enter("shutdown")
         _close(ctx, writer, status)
 
 
@@ -269,6 +299,7 @@ def _finish(ctx: SearchContext, writer: TrackingWriter, study: Any) -> SearchRes
     pareto = selection.pareto_front(trials, s) if s.objectives else []
     test_metrics, model_uri, matrix = _log_best(ctx, writer, best) if best is not None else ({}, None, None)
     ens, ens_matrix = None, None
+    ctx.phases.enter("ensemble")
     if best is not None and not s.objectives:  # a search for small, fast models wants no ensemble of them
         try:
             ens, ens_matrix = _log_ensemble(ctx, trials, best)
@@ -280,6 +311,22 @@ def _finish(ctx: SearchContext, writer: TrackingWriter, study: Any) -> SearchRes
             told = noise.validation_noise(trials, best, ctx.data, s, seed=s.seed)
         except Exception as exc:  # noqa: BLE001 - a reading aid, never a failure
             log.warning("no validation-noise estimate: %s: %s", type(exc).__name__, exc)
+    bagged, bag_matrix = None, None
+    if best is not None:
+        ctx.phases.enter("bagging")
+        try:
+            bagged, bag_matrix = bagging.bag_and_log(ctx, trials, best, ens)
+        except Exception as exc:  # noqa: BLE001 - the ensemble or the best trial is the search's model then
+            log.warning("no bagging: %s: %s", type(exc).__name__, exc)
+    ctx.phases.enter("serving")  # the search's model loaded as served: its inputs' importance, its latency
+    loaded: dict[str, Any] = {}  # each logged model loaded once, as it is served, for both calls below
+    final_uri = (bagged.model_uri if bagged is not None else ens.model_uri if ens is not None and ens.kept
+                 else model_uri)
+    importance = explain.search_importance(ctx.uri, writer, final_uri, ctx.data, s, loaded,
+                                           on_validation=bagged is None)  # a bagged model trained on them
+    latency = served_latency.search_latency(ctx.uri, writer, ctx.data, model_uri, best and best.trial_id,
+                                            final_uri, loaded)
+    ctx.phases.enter("logging")
     result = SearchResult(
         parent_run_id=ctx.parent, experiment_id=ctx.experiment_id, experiment=ctx.experiment, tracking_uri=ctx.uri,
         settings=s, trials=trials, best=best, test_metrics=test_metrics, model_uri=model_uri,
@@ -290,10 +337,10 @@ def _finish(ctx: SearchContext, writer: TrackingWriter, study: Any) -> SearchRes
         pareto=pareto, tracking_errors=list(writer.errors), modalities=list(meta.modalities),
         default_trial=selection.matching_trial(trials, handbuilt.default_trial(
             ctx.space, meta.target, class_counts=meta.class_counts, metric=s.metric)),
-        ensemble=ens, noise=told,
+        ensemble=ens, noise=told, bagged=bagged, importance=importance[0], test_importance=importance[1], latency=latency,
     )
     drawn = artifacts.log_parent_summary(ctx.uri, result, study, meta.modalities)
-    final_matrix = ens_matrix if ens is not None and ens.kept else matrix
+    final_matrix = bag_matrix if bagged is not None else ens_matrix if ens is not None and ens.kept else matrix
     if final_matrix is not None:
         drawn["confusion_matrix"] = plots.confusion_matrix(final_matrix, meta.classes)
     try:
@@ -307,13 +354,17 @@ def _log_best(ctx: SearchContext, writer: TrackingWriter,
               best: TrialRecord) -> tuple[dict[str, float], str, np.ndarray | None]:
     """Evaluates the best trial on test, logs its model and plots; returns its test metrics,
     model URI and test confusion matrix (classification)."""
-    if not best.checkpoint or not (Path(best.checkpoint) / "model.pt").is_file():
+    if not best.checkpoint or not Path(best.checkpoint).is_dir():
         raise ConfigError(f"the best trial's checkpoint is missing ({best.checkpoint})")
-    model, tc = evaluate.load_trial_model(Path(best.checkpoint), best, ctx.data)
-    test_metrics, matrix = evaluate.test_evaluation(model, ctx.data)
+    with ctx.phases.during("test"):
+        model, tc = evaluate.load_trial_model(Path(best.checkpoint), best, ctx.data)
+        test_metrics, matrix = evaluate.test_evaluation(model, ctx.data)
     writer.log_metrics(best.trial_id, test_metrics, tags={"autofusion.best": "true"})
     writer.flush()
-    model_uri = pyfunc.log_fusion_model(ctx.uri, best.run_id, model, tc, ctx.data)
+    if trees.is_trees(best):
+        model_uri = serving_trees.log_tree_model(ctx.uri, best.run_id, model, ctx.data)
+    else:
+        model_uri = pyfunc.log_fusion_model(ctx.uri, best.run_id, model, tc, ctx.data)
     tracking.retry(lambda: tracking.client(ctx.uri).set_tag(best.run_id, "autofusion.model_uri", model_uri))
     artifacts.log_best_artifacts(ctx.uri, best, ctx.data.meta.classes, matrix)
     return test_metrics, model_uri, matrix

@@ -31,6 +31,7 @@ import torch
 
 from autofusion.data.prepare import PreparedData
 from autofusion.data.splits import VAL
+from autofusion.metrics import best_first, better
 from autofusion.search.records import Settings, TrialRecord
 from autofusion.train.metrics import output_metrics
 
@@ -84,8 +85,7 @@ class EnsembleChoice:
         """Two members or more, and strictly better than the best trial on the metric."""
         if len(self.members) < 2 or not (math.isfinite(self.value) and math.isfinite(self.best_value)):
             return False
-        gain = self.value - self.best_value if self.mode == "max" else self.best_value - self.value
-        return gain > 1e-9
+        return better(self.value, self.best_value + (1e-9 if self.mode == "max" else -1e-9), self.mode)
 
 
 def probabilities(out: torch.Tensor, target: str) -> np.ndarray:
@@ -152,7 +152,7 @@ def metric_score(y: torch.Tensor, data: PreparedData, metric: str, mode: str) ->
     def score(avg: np.ndarray) -> tuple[float, float]:
         m = output_metrics(as_outputs(avg, target), y, data.meta, prefix="val")
         value = m.get(metric, math.nan)
-        return (-value if mode == "max" else value), m.get("val_loss", math.nan)
+        return best_first(value, mode), m.get("val_loss", math.nan)
 
     return score
 
@@ -178,7 +178,7 @@ def with_outputs(trials: list[TrialRecord], best: TrialRecord, rows: int, mode: 
           and math.isfinite(t.best_value)]
     if best not in ok:
         return []
-    ok.sort(key=lambda t: (-t.best_value if mode == "max" else t.best_value, t.number))
+    ok.sort(key=lambda t: (best_first(t.best_value, mode), t.number))
     pool: list[tuple[TrialRecord, np.ndarray]] = []
     for t in [best, *(t for t in ok if t is not best)][:limit]:
         p = val_outputs(t)

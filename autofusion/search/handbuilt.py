@@ -5,10 +5,14 @@ random start-up trials happened to favour, and can end below the model a user wo
 written by hand; so the search starts from that model, and every fusion point (the choice
 that matters most) gets one look before the sampler narrows down.
 
-Those looks keep the hand-built model's encoders, the first choice of each modality (in the
-built-in spaces the classical ones: TF-IDF, pixel statistics, MFCC statistics): the fusions
-are then compared on equal inputs rather than on whichever encoders each happened to draw,
-and on a CPU they cost seconds each where a CNN trained from scratch costs a minute, so the
+Those looks keep the hand-built model's encoders, the strongest each modality offers
+(:func:`strongest_encoders`): a classical and a pretrained encoder together where the space
+has a pretrained one (``tfidf+hf_text``, ``pixels+timm``: the built-in and assembled spaces
+add them when the weights are here), else the pretrained one, else the first choice (in the
+built-in spaces the classical ones: TF-IDF, pixel statistics, MFCC statistics), with
+pretrained encoders frozen. The fusions are then compared on equal inputs rather than on
+whichever encoders each happened to draw, and on a CPU they cost seconds each (frozen
+encoders read cached outputs) where a CNN trained from scratch costs a minute, so the
 sampler's own trials, which range over every encoder, get most of the time budget.
 """
 
@@ -21,6 +25,8 @@ from typing import Any, Sequence
 from autofusion.metrics import DEFAULT_LOSS, is_macro
 from autofusion.spaces.distributions import space_distributions
 from autofusion.spaces.load import Space
+from autofusion.spaces.pretrained import is_pretrained
+from autofusion.trial import PAIR
 
 # What a user would write by hand without a search (the quality benchmark's fixed baseline):
 # preferred where the space offers it, else the first choice or the middle of the range.
@@ -30,6 +36,7 @@ HAND_BUILT: dict[str, Any] = {
     "train.batch_size": 32, "train.augment": "none",
     # training strategies off, as a hand-built model has them (autofusion/train/)
     "train.align_weight": 0.0, "train.reconstruct_weight": 0.0, "train.missing": "zero", "train.soup_k": 0,
+    "train.strategy": "frozen",  # pretrained encoders on their cached outputs: seconds per trial
 }
 
 
@@ -52,8 +59,23 @@ def default_trial(space: Space, target: str, *, class_counts: Sequence[int] = ()
     loss = DEFAULT_LOSS[target]
     if target == "classification" and metric is not None and is_macro(metric) and imbalanced(class_counts):
         loss = "weighted_cross_entropy"
-    preferred = {**HAND_BUILT, "loss.type": loss}
+    preferred = {**HAND_BUILT, "loss.type": loss, **strongest_encoders(space)}
     return {name: _default_value(d, preferred.get(name)) for name, d in space_distributions(space).items()}
+
+
+def strongest_encoders(space: Space) -> dict[str, str]:
+    """Per modality (``encoder.text``), the choice the hand-built model takes: a pair with a
+    pretrained half (``tfidf+hf_text``) over a pretrained encoder alone over the first choice."""
+    def rank(m: str, name: str) -> int:
+        choices = space.file.encoders[m].choices
+        pretrained = [is_pretrained(m, h, choices[h]) for h in name.split(PAIR)]
+        return 2 if len(pretrained) > 1 and any(pretrained) else int(any(pretrained))
+
+    out = {}
+    for m in space.modalities:
+        names = list(space.file.encoders[m].choices)
+        out[f"encoder.{m}"] = max(names, key=lambda n: rank(m, n))  # the first of the best rank
+    return out
 
 
 def imbalanced(class_counts: Sequence[int]) -> bool:
@@ -90,5 +112,6 @@ def first_trials(space: Space, target: str, num_trials: int, seed: int, *, class
     fusions = list(space.file.fusion.choices) if space.file.fusion is not None else []
     others = [f for f in fusions if f != default.get("fusion.type", fusions[0] if fusions else None)]
     random.Random(seed).shuffle(others)
-    encoders = {k: v for k, v in default.items() if k.startswith("encoder.") and k.count(".") == 1}
-    return [default, *({"fusion.type": f, **encoders} for f in others)][: max(1, (2 * num_trials) // 3)]
+    same = {k: v for k, v in default.items()  # the default's encoders, and how pretrained ones train
+            if (k.startswith("encoder.") and k.count(".") == 1) or k == "train.strategy"}
+    return [default, *({"fusion.type": f, **same} for f in others)][: max(1, (2 * num_trials) // 3)]

@@ -36,14 +36,14 @@ SLOW = (100, 10)  # resamples and trials compared for a metric computed one resa
 def resampled(outputs: np.ndarray, y: torch.Tensor, draws: torch.Tensor, meta: DataMeta, metric: str) -> np.ndarray:
     """The search metric (``val_*``) of saved outputs on each resample of rows (``draws``:
     ``[R, n]`` row indices), batched: per-row losses averaged, confusion matrices counted
-    per resample. Metrics without a batched form (multi-label scores) are computed one
-    resample at a time."""
+    per resample. Metrics without a batched form (multi-label scores, ROC-AUC and PR-AUC) are
+    computed one resample at a time."""
     name = metric.removeprefix("val_")
     target = meta.target
     out = as_outputs(outputs, target)
     if not batched(meta, metric):
         return np.array([output_metrics(out[d], y[d], meta, prefix="val")[metric] for d in draws])
-    if name == "loss":
+    if name == "loss" or name == "log_loss":  # the mean of per-row losses (log loss: the default loss's)
         return _row_losses(out, y, target)[draws].mean(dim=1).numpy()
     if target == "classification":
         k = meta.num_outputs
@@ -67,8 +67,9 @@ def batched(meta: DataMeta, metric: str) -> bool:
     """Whether :func:`resampled` scores all resamples at once for this metric (multi-label
     scores are computed one resample at a time, some milliseconds each)."""
     name = metric.removeprefix("val_")
-    return name == "loss" or meta.target == "classification" or (meta.target == "regression"
-                                                                 and name in ("rmse", "mae", "r2"))
+    if meta.target == "classification":
+        return name not in ("roc_auc", "pr_auc")  # rank-based: one resample at a time
+    return name == "loss" or (meta.target == "regression" and name in ("rmse", "mae", "r2"))
 
 
 def _row_losses(out: torch.Tensor, y: torch.Tensor, target: str) -> torch.Tensor:

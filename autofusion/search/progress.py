@@ -88,3 +88,22 @@ class ProgressView:
 def _hms(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def say(line: str, quiet: bool, console: Any = None) -> None:
+    """One line on stderr (or ``console``) before a step that takes a while, unless quiet."""
+    if quiet:
+        return
+    from rich.console import Console
+
+    (console or Console(stderr=True)).print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+def say_prepared(chosen: list[str], notes: list[str], quiet: bool, console: Any = None) -> None:
+    """Prints the preprocessing settings chosen from the data and the features built, before
+    the trials start (they are logged with the search run too)."""
+    if chosen:
+        say("Preprocessing chosen from the training data (set them in the space's modalities to change them): "
+            + "; ".join(chosen), quiet, console)
+    for note in notes:
+        say(f"Features: {note}", quiet, console)

@@ -6,11 +6,13 @@ the tracking and the resume code can share these types without importing the dri
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
 SCHEDULERS = ("asha", "hyperband", "median", "fifo")
+TARGETS = ("classification", "regression", "multilabel")  # --target: what the label is
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class SearchOptions:
     seed: int | None = None
     sampler: str | None = None
     scheduler: str | None = None
+    target: str | None = None  # --target: classification, regression or multilabel (None: from the labels)
+    trees: bool | None = None  # --trees / --no-trees (None: the space's search.trees)
+    bagging: str | None = None  # --bagging auto|0|K (None: the space's search.bagging)
     metric: str | None = None
     mode: str | None = None
     objectives: tuple[str, ...] = ()
@@ -69,6 +74,8 @@ class Settings:
     gpus_per_trial: float
     grace_period: int
     memory_per_trial: float | None = None  # GiB, or None: no reservation
+    trees: bool = True  # the gradient-boosted trees member after the trials (search/trees.py)
+    bagging: int = -1  # folds of k-fold bagging of the search's model: 0 none, -1 by data size (search/bagging.py)
 
     def to_params(self) -> dict[str, Any]:
         """The settings as the search run's MLflow params (``search.<name>``)."""
@@ -95,10 +102,11 @@ class TrialRecord:
     seconds: float = 0.0
     run_id: str | None = None
     checkpoint: str | None = None
-    fusion_weights: dict[str, float] = field(default_factory=dict)
+    input_weights: dict[str, float] = field(default_factory=dict)  # a learned or gated weighting's, per input
     # Why it ended: "converged" (its own early stopping), "epochs" (ran every planned epoch),
     # "stopped" (the scheduler or the time budget stopped it: status "pruned"); None while running.
     stop_reason: str | None = None
+    kind: str = "fusion"  # "fusion": a sampled fusion model; "lightgbm": the trees member (search/trees.py)
 
     def best_metrics(self) -> dict[str, float]:
         """The metrics of the trial's best epoch (empty before one is known)."""
@@ -128,6 +136,29 @@ class EnsembleResult:
     val_metrics: dict[str, float] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
     model_uri: str | None = None
+
+    def members_text(self) -> str:
+        """``trial 3 x0.60, trial 5 x0.40``."""
+        return ", ".join(f"trial {n} x{w:.2f}" for n, w in zip(self.trials, self.weights))
+
+
+@dataclass
+class BaggedResult:
+    """The search's model refitted by k-fold bagging on the training and validation rows
+    (``search/bagging.py``): the configurations bagged (trials, most weight first), their
+    weights from greedy selection on out-of-fold outputs, the out-of-fold metrics over every
+    pooled row, the one test evaluation and the logged model."""
+
+    folds: int
+    rows: int  # training and validation rows pooled
+    trials: list[int]
+    run_ids: list[str | None]
+    weights: list[float]
+    oof_metrics: dict[str, float] = field(default_factory=dict)  # val_* names, over the pooled rows
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    model_uri: str | None = None
+    seconds: float = 0.0
+    dropped: list[str] = field(default_factory=list)  # configurations whose folds failed, with why
 
     def members_text(self) -> str:
         """``trial 3 x0.60, trial 5 x0.40``."""
@@ -166,6 +197,82 @@ class ValidationNoise:
                 "noise, which more labelled validation rows would settle")
 
 
+REMOVAL, PERMUTATION = "removal", "permutation"  # the two ways an input is taken away (serving/importance.py)
+
+
+@dataclass(frozen=True)
+class Drop:
+    """How much the metric gets worse when an input is taken away (positive: the model needs the
+    input), with its paired bootstrap 95% interval over the rows."""
+
+    value: float
+    low: float
+    high: float
+
+    def text(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+@dataclass(frozen=True)
+class InputImportance:
+    """One input's drops: ``removal`` (left out, as the model reads a missing input) and
+    ``permutation`` (its values shuffled across the rows)."""
+
+    name: str
+    removal: Drop
+    permutation: Drop
+
+
+@dataclass(frozen=True)
+class Importance:
+    """Per-input importance of one model on one labelled split: the drop in ``metric`` (its
+    sign flipped for metrics where lower is better), most important input first."""
+
+    metric: str
+    split: str  # "validation", "test", or the manifest explained
+    rows: int
+    resamples: int
+    base: float  # the metric with every input as it is
+    inputs: list[InputImportance] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def text(self) -> str:
+        """One line for the summary: removal | permutation drop and interval per input."""
+        parts = "; ".join(f"{i.name} {i.removal.text()} | {i.permutation.text()}" for i in self.inputs)
+        return (f"drop in {self.metric} on {self.rows} {self.split} rows when an input is removed | permuted "
+                f"[95% bootstrap interval]: {parts}")
+
+    def metrics(self, prefix: str = "importance") -> dict[str, float]:
+        """``<prefix>.<input>`` (removal), ``<prefix>_permutation.<input>``, each with ``.low``/``.high``
+        (characters an MLflow key may not hold replaced by ``_``)."""
+        out: dict[str, float] = {}
+        for i in self.inputs:
+            name = re.sub(r"[^\w.\- /]", "_", i.name)
+            for key, d in ((f"{prefix}.{name}", i.removal), (f"{prefix}_permutation.{name}", i.permutation)):
+                out.update({key: d.value, f"{key}.low": d.low, f"{key}.high": d.high})
+        return out
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A logged model's speed as served (raw rows in, predictions out, on this machine):
+    single-row p50 and p95 in milliseconds, and rows per second in batches of ``batch``."""
+
+    p50_ms: float
+    p95_ms: float
+    rows_per_s: float
+    batch: int
+    runs: int  # single-row predictions timed
+
+    def tags(self) -> dict[str, str]:
+        return {"autofusion.latency_p50_ms": f"{self.p50_ms:.2f}", "autofusion.latency_p95_ms": f"{self.p95_ms:.2f}",
+                "autofusion.rows_per_s": f"{self.rows_per_s:.1f}", "autofusion.latency_batch": str(self.batch)}
+
+    def text(self) -> str:
+        return (f"one row p50 {self.p50_ms:.1f} ms, p95 {self.p95_ms:.1f} ms; {self.rows_per_s:.0f} rows/s in batches "
+                f"of {self.batch}")
+
+
 @dataclass
 class SearchResult:
     """What a finished search found and where it logged it."""
@@ -190,10 +297,18 @@ class SearchResult:
     ensemble: EnsembleResult | None = None  # None: fewer than two trials kept validation outputs
     report_path: str | None = None  # the search's HTML report, beside the store
     noise: ValidationNoise | None = None  # how surely validation ranks the best trial (search/noise.py)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (autofusion/phases.py)
+    bagged: BaggedResult | None = None  # k-fold bagging of the chosen configurations (search/bagging.py)
+    importance: Importance | None = None  # the search's model on validation (serving/importance.py)
+    test_importance: Importance | None = None  # the same on test, beside its test metrics
+    latency: dict[str, Latency] = field(default_factory=dict)  # logged model URI -> its served speed
 
     @property
     def final_model_uri(self) -> str | None:
-        """The search's model: the ensemble's when it is kept, else the best trial's."""
+        """The search's model: the bagged one when the search bagged, else the ensemble's when it
+        is kept, else the best trial's."""
+        if self.bagged is not None and self.bagged.model_uri:
+            return self.bagged.model_uri
         return self.ensemble.model_uri if self.ensemble is not None and self.ensemble.kept else self.model_uri
 
 

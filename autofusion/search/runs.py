@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from autofusion import tracking
+from autofusion.metrics import best_first
 from autofusion.search.records import TrialRecord
 
 
@@ -27,6 +28,7 @@ def record_from_run(client: Any, run: Any, metric: str, mode: str, *, number: in
     rec.error = tags.get("autofusion.error")
     rec.planned_epochs = int(tags.get("autofusion.planned_epochs", 0))
     rec.checkpoint = tags.get("autofusion.checkpoint")
+    rec.kind = tags.get("autofusion.model_kind", "fusion")
     epochs = int(tags.get("autofusion.epochs_run", 0))
     rec.history = [{} for _ in range(epochs)]
     rec.num_params = int(last["num_params"]) if "num_params" in last else None
@@ -42,7 +44,7 @@ def record_from_run(client: Any, run: Any, metric: str, mode: str, *, number: in
     rec.seconds = sum(h.get("epoch_seconds", 0.0) for h in rec.history)
     vals = [(h[metric], i + 1) for i, h in enumerate(rec.history) if metric in h]
     if vals:
-        rec.best_value, rec.best_epoch = (max if mode == "max" else min)(vals, key=lambda v: v[0])
+        rec.best_value, rec.best_epoch = min(vals, key=lambda v: (best_first(v[0], mode), v[1]))
     return rec
 
 

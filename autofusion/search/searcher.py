@@ -28,6 +28,8 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from autofusion.metrics import better
+
 
 class ScheduledOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that tells scheduler-stopped trials as PRUNED, finished ones by their
@@ -61,8 +63,7 @@ class ScheduledOptunaSearch(OptunaSearch):
         value = result.get(self.metric) if isinstance(self.metric, str) else None
         if isinstance(value, (int, float)) and math.isfinite(value):
             old = self._best.get(trial_id)
-            better = old is None or (value > old if self.mode == "max" else value < old)
-            self._best[trial_id] = value if better else old
+            self._best[trial_id] = value if better(value, old, self.mode) else old
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if result and not error and isinstance(self.metric, str):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from autofusion.metrics import EXTRA_OBJECTIVES
+from autofusion.metrics import best_first
 from autofusion.search.records import Settings, TrialRecord
 
 
@@ -15,15 +16,14 @@ def best_trial(trials: list[TrialRecord], metric: str, mode: str) -> TrialRecord
     ok = [t for t in trials if t.best_value is not None and t.status in ("finished", "pruned")]
     if not ok:
         return None
-    return (max if mode == "max" else min)(ok, key=lambda t: (t.best_value, -t.number) if mode == "max"
-                                           else (t.best_value, t.number))
+    return min(ok, key=lambda t: (best_first(t.best_value, mode), t.number))  # the earlier of equals
 
 
 def objective_values(t: TrialRecord, settings: Settings) -> list[float] | None:
     """The trial's objectives, all turned into "smaller is better"."""
     if t.best_value is None:
         return None
-    vals = [-t.best_value if settings.mode == "max" else t.best_value]
+    vals = [best_first(t.best_value, settings.mode)]
     for o in settings.objectives:
         v = {"num_params": t.num_params, "latency_ms": t.latency_ms}[o]
         if v is None:

@@ -18,8 +18,11 @@ from autofusion.metrics import (
 )
 from autofusion.search.records import SAMPLERS, SCHEDULERS, SearchOptions, Settings
 from autofusion.spaces.load import Space
+from autofusion.spaces.schema import SearchSettings
 
 losses = LazyImport("autofusion.models.losses")  # torch: not before the store check
+
+TREES = True  # the trees member when neither --trees/--no-trees nor search.trees says
 
 
 def resolve_settings(space: Space, opts: SearchOptions, target: str) -> Settings:
@@ -44,12 +47,7 @@ def resolve_settings(space: Space, opts: SearchOptions, target: str) -> Settings
         objectives = ("num_params",)
     if objectives and scheduler != "fifo":
         scheduler = "fifo"  # early stopping needs a single metric to compare trials on
-    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else s.cpus_per_trial
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else s.gpus_per_trial
-    if gpus > 1 and not float(gpus).is_integer():
-        raise ConfigError(f"--gpus-per-trial above 1 must be a whole number, but got {gpus}")
-    if cpus > 1 and not float(cpus).is_integer():
-        raise ConfigError(f"--cpus-per-trial above 1 must be a whole number, but got {cpus}")
+    cpus, gpus, _ = trial_resources(s, opts)
     num_trials = opts.num_trials or s.num_trials
     concurrency = opts.concurrency or s.concurrency or 0
     return Settings(
@@ -58,8 +56,34 @@ def resolve_settings(space: Space, opts: SearchOptions, target: str) -> Settings
         sampler=sampler, scheduler=scheduler, metric=metric, mode=mode, objectives=objectives,
         time_budget=opts.time_budget if opts.time_budget is not None else s.time_budget,
         cpus_per_trial=cpus, gpus_per_trial=gpus, grace_period=min(s.grace_period, opts.max_epochs or s.max_epochs),
-        memory_per_trial=opts.memory_per_trial,
+        memory_per_trial=opts.memory_per_trial, trees=next(v for v in (opts.trees, s.trees, TREES) if v is not None),
+        bagging=folds(opts.bagging if opts.bagging is not None else s.bagging),
     )
+
+
+def folds(value: Any) -> int:
+    """``--bagging`` / ``search.bagging`` as a number of folds: -1 for auto (by data size), 0 off."""
+    if value == "auto":
+        return -1
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        k = -2
+    if k == 1 or k < 0:
+        raise ConfigError(f"--bagging is auto, 0 (off) or a number of folds >= 2, but got {value!r}")
+    return k
+
+
+def trial_resources(s: SearchSettings, opts: SearchOptions) -> tuple[float, float, float | None]:
+    """The CPUs, GPUs and GiB of memory each trial asks for: flags over ``s``, the space file's
+    ``search`` section. It needs no data: a trial no node can hold is found before the data."""
+    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else s.cpus_per_trial
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else s.gpus_per_trial
+    if gpus > 1 and not float(gpus).is_integer():
+        raise ConfigError(f"--gpus-per-trial above 1 must be a whole number, but got {gpus}")
+    if cpus > 1 and not float(cpus).is_integer():
+        raise ConfigError(f"--cpus-per-trial above 1 must be a whole number, but got {cpus}")
+    return cpus, gpus, opts.memory_per_trial
 
 
 def fit_to_cluster(settings: Settings, resources: dict[str, float]) -> Settings:

@@ -19,6 +19,7 @@ import numpy as np
 
 from autofusion.data.prepare import PreparedData
 from autofusion.data.splits import VAL
+from autofusion.metrics import better
 from autofusion.models.build import build_model, count_parameters
 from autofusion.search.ensemble import VAL_OUTPUTS, probabilities
 from autofusion.train.batches import pick_device
@@ -77,14 +78,14 @@ def run_trial(config: dict[str, Any], data: PreparedData, ts: TrialSettings) -> 
         extra["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         if device.type == "cuda":
             extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        weights = m.fusion.fusion_weights() or {}
+        weights = m.fusion.input_weights() or {}
         out = {**metrics, **extra, **{f"fusion_weight.{k}": v for k, v in weights.items()}}
         if stopper is not None and stopper.observe(epoch, metrics) and epoch < tc.epochs:
             out["converged"] = 1.0  # the last report: early stopping ends it, no scheduler did (train/stopping.py)
         value = metrics.get(ts.metric)
-        better = value is not None and (best[0] is None or (value > best[0] if ts.mode == "max" else value < best[0]))
-        state = m.state_dict() if better else None
-        best[0] = value if better else best[0]
+        improved = better(value, best[0], ts.mode)
+        state = m.state_dict() if improved else None
+        best[0] = value if improved else best[0]
         if soup is not None:  # checkpoint soup: now, since a trial may never return from its last report
             state = _soup_checkpoint(soup.offer(epoch, metrics, m), out, state, best, ts.mode)
         if state is None:
@@ -105,7 +106,7 @@ def _soup_checkpoint(brewed: Any, out: dict[str, float], state: Any, best: list[
     if brewed is None:
         return state
     out.update(brewed.logged())
-    if brewed.kept and (best[0] is None or (brewed.value > best[0] if mode == "max" else brewed.value < best[0])):
+    if brewed.kept and better(brewed.value, best[0], mode):
         best[0] = brewed.value
         return brewed.state
     return state

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from autofusion.data.arrays import per_distinct
 from autofusion.data.prepare import DataMeta
 from autofusion.data.rows import InputSpec
 from autofusion.modalities import MODALITIES, DecodeError
+from autofusion.modalities.text import join_fields
 from autofusion.models.features import rows
 
 
@@ -72,7 +74,8 @@ def expected_columns(meta: DataMeta) -> list[str]:
     multi-column input."""
     out: list[str] = []
     for spec in meta.input_specs:
-        out.extend([spec.name] if len(spec.columns) <= 1 or _one_per_column(spec) else spec.columns)
+        if not spec.joined:  # a joined input reads the columns of the modality's other inputs
+            out.extend([spec.name] if len(spec.columns) <= 1 or _one_per_column(spec) else spec.columns)
     return out
 
 
@@ -81,6 +84,12 @@ def _one_per_column(spec: InputSpec) -> bool:
 
 
 def _cells(df: pd.DataFrame, spec: InputSpec, meta: DataMeta) -> pd.Series | pd.DataFrame:
+    if spec.joined:  # the text fields joined as training joined them
+        lacking = [c for c in spec.columns if c not in df.columns]
+        if lacking:
+            raise ValueError(f"input lacks the {lacking[0]!r} column; expected columns: "
+                             f"{', '.join(expected_columns(meta))}")
+        return join_fields(df[list(spec.columns)].reset_index(drop=True))
     if not _one_per_column(spec):
         lacking = [c for c in spec.columns if c not in df.columns]
         if lacking:
@@ -94,12 +103,15 @@ def _cells(df: pd.DataFrame, spec: InputSpec, meta: DataMeta) -> pd.Series | pd.
 
 
 def model_inputs(df: pd.DataFrame, meta: DataMeta, feature_keys: dict[str, str | None],
-                 extractors: dict[str, Any], cache: dict[str, Any] | None = None,
-                 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+                 extractors: dict[str, Any], cache: dict[Any, Any] | None = None,
+                 fresh: frozenset[str] = frozenset()) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Batch tensors (and presence masks) for the model from raw request rows.
 
-    ``cache`` (per request) keeps the inputs read with the modality's own arrays, which do
-    not depend on the model: the members of an ensemble decode each file once.
+    ``cache`` (per request) keeps each input's arrays by input and feature key: the modality's
+    own arrays and an extractor's (one search fits one extractor per key) do not depend on the
+    member, so the members of an ensemble decode and tokenise each cell once, and importance
+    passes reuse them. Inputs in ``fresh`` (their cells changed on purpose: a field blanked or
+    shuffled) are read anew, neither from nor into the cache, and may be empty anywhere.
 
     Raises:
         ValueError: a missing column, an empty cell where the modality may not be missing, or
@@ -107,33 +119,39 @@ def model_inputs(df: pd.DataFrame, meta: DataMeta, feature_keys: dict[str, str |
     """
     inputs: dict[str, Any] = {}
     present: dict[str, torch.Tensor] = {}
-    for spec in meta.input_specs:
+    for spec in (s for s in meta.input_specs if s.name in feature_keys):  # the inputs this model reads
         mod = MODALITIES.get(spec.modality)
         cells = _cells(df, spec, meta)
-        if isinstance(cells, pd.DataFrame):
+        if mod.empty_is_value(meta.prep[spec.modality]):  # an empty text is a text
+            here = np.ones(len(cells), dtype=bool)
+        elif isinstance(cells, pd.DataFrame):
             here = mod.present(cells)
         else:
             here = np.array([not missing(c) for c in cells], dtype=bool)
-        if not here.all() and spec.modality not in meta.allow_missing and _one_per_column(spec):
+        if (not here.all() and spec.modality not in meta.allow_missing and _one_per_column(spec)
+                and spec.name not in fresh):
             raise ValueError(f"row {int(np.flatnonzero(~here)[0]) + 1}: empty {spec.name!r} cell")
         key = feature_keys.get(spec.name)
         present[spec.name] = torch.from_numpy(here)
-        if key is None and cache is not None and spec.name in cache:
-            inputs[spec.name] = cache[spec.name]
+        kept = cache is not None and spec.name not in fresh
+        if kept and (spec.name, key) in cache:
+            inputs[spec.name] = cache[(spec.name, key)]
             continue
         if mod.file_based:
             cells = _sources(cells, here, spec.name, mod)
         if key is not None:
-            arrays = rows(extractors[key].transform(cells), np.arange(len(cells)))
+            arrays = rows(per_distinct(cells, extractors[key].transform), np.arange(len(cells)))  # once per distinct cell
             parts = {k: torch.from_numpy(v) for k, v in arrays.items()}
             inputs[spec.name] = parts["x"] if list(parts) == ["x"] else parts
         elif mod.file_based:
-            inputs[spec.name] = torch.from_numpy(_decoded(mod, meta.prep[spec.modality], cells, here, spec.name))
+            decoded = per_distinct(cells, lambda u: {"x": _decoded(mod, meta.prep[spec.modality], u, u.notna().to_numpy(),
+                                                                    spec.name)})["x"]  # each distinct file once
+            inputs[spec.name] = torch.from_numpy(np.asarray(decoded))
         else:
             state = meta.states.get(spec.modality, {})
             inputs[spec.name] = torch.from_numpy(mod.encode(cells, meta.prep[spec.modality], state))
-        if key is None and cache is not None:
-            cache[spec.name] = inputs[spec.name]
+        if kept:
+            cache[(spec.name, key)] = inputs[spec.name]
     return inputs, present
 
 

@@ -30,6 +30,13 @@ def load_model(uri: str, model_uri: str) -> Any:
         raise TrackingError(f"cannot load model {model_uri!r} from {uri}: {first}") from None
 
 
+def load_once(uri: str, model_uri: str, loaded: dict[str, Any]) -> Any:
+    """:func:`load_model`, kept in ``loaded`` so that the steps after a search load each model once."""
+    if model_uri not in loaded:
+        loaded[model_uri] = load_model(uri, model_uri)
+    return loaded[model_uri]
+
+
 def predict_manifest(uri: str, model_uri: str, manifest: str | Path, output: str | Path,
                      columns: str | None = None, batch: int = 256) -> int:
     """Predicts every row of ``manifest``; writes its columns plus the predictions to ``output``."""
@@ -60,7 +67,7 @@ def request_frame(df: pd.DataFrame, manifest: Path, meta: Any, flag: dict[str, l
     ``--columns`` names (by input or modality), else the input's own name, else the column it
     was trained from, else the modality's usual column names; file paths made absolute."""
     out: dict[str, Any] = {}
-    specs = meta.input_specs
+    specs = [s for s in meta.input_specs if not s.joined]  # a joined input reads its columns' inputs
     for spec in specs:
         mod = MODALITIES.get(spec.modality)
         if not mod.one_input_per_column:  # a multi-column input is requested by its own columns

@@ -15,6 +15,7 @@ weights from the logged state dict: loading the model needs no hub and no networ
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import tempfile
 from dataclasses import asdict
@@ -29,8 +30,13 @@ from autofusion.data.splits import TEST
 from autofusion.modalities import MODALITIES
 from autofusion.models.build import build_model, whole_model
 from autofusion.models.features import load_extractor
+from autofusion.serving.encoded import encoded, reading_features
 from autofusion.serving.inputs import missing, model_inputs
-from autofusion.trial import Choice, TrialConfig
+from autofusion.serving.perturb import Perturbation, take
+from autofusion.serving.shared_backbones import with_backbone_outputs
+from autofusion.trial import TrialConfig
+
+FORWARD_BATCH = 256  # rows per forward pass of the model (its backbones run in smaller batches)
 
 try:
     from mlflow.pyfunc import PythonModel
@@ -45,11 +51,7 @@ class FusionPyfunc(PythonModel):
         import torch
 
         self.meta = DataMeta.from_json(json.loads(Path(context.artifacts["meta"]).read_text()))
-        raw = json.loads(Path(context.artifacts["trial_config"]).read_text())
-        raw["encoders"] = {m: Choice(**c) for m, c in raw["encoders"].items()}
-        for key in ("fusion", "loss", "optimizer", "lr_schedule"):
-            raw[key] = Choice(**raw[key])
-        self.tc = TrialConfig(**raw)
+        self.tc = TrialConfig.from_json(json.loads(Path(context.artifacts["trial_config"]).read_text()))
         # Whole (every pretrained backbone in it), built from the saved configs: the weights,
         # pretrained ones included, are all in the state dict; nothing is read from a hub.
         self.model = build_model(self.tc, self.meta, layout="whole", pretrained=False)
@@ -59,14 +61,42 @@ class FusionPyfunc(PythonModel):
         keys = {k for k in self.model.feature_keys.values() if k is not None}
         self.extractors = {k: load_extractor(folder / k) for k in keys} if folder else {}
 
-    def outputs(self, df: pd.DataFrame, cache: dict[str, Any] | None = None) -> np.ndarray:
-        """Class (or label) probabilities, or regression outputs, ``[rows, outputs]``; ``cache``
-        shares decoded inputs between the members of an ensemble."""
+    def outputs(self, df: pd.DataFrame, cache: dict[Any, Any] | None = None,
+                perturb: Perturbation | None = None) -> np.ndarray:
+        """Class (or label) probabilities, or regression outputs, ``[rows, outputs]``.
+
+        Args:
+            df: request rows (see ``serving.inputs``).
+            cache: one per request: decoded inputs and backbone outputs, shared by the members
+                of an ensemble and by importance passes over the same rows.
+            perturb: one input taken away (``serving.perturb``; importance), else None: the
+                pass runs over each input's encoder features, kept in ``cache`` after the
+                first pass (``serving.encoded``).
+        """
         import torch
 
-        inputs, present = model_inputs(df, self.meta, self.model.feature_keys, self.extractors, cache)
-        with torch.no_grad():
-            out = self.model(inputs, present).float()
+        cache = {} if cache is None else cache
+        keys = self.model.feature_keys
+        touched = frozenset() if perturb is None else perturb.read_again(self.meta, keys)
+        inputs, present = model_inputs(df, self.meta, {k: v for k, v in keys.items() if k not in touched},
+                                       self.extractors, cache)
+        if touched:  # read again from the blanked or shuffled cells
+            more = model_inputs(perturb.frame(df), self.meta, {k: keys[k] for k in touched}, self.extractors, cache,
+                                touched)
+            inputs, present = {**inputs, **more[0]}, {**present, **more[1]}
+        inputs = with_backbone_outputs(self.model, inputs, cache, touched)
+        if perturb is not None:  # an importance pass: each input encoded once per request, fusion and head here
+            kept = cache.setdefault(("encoded", id(self.model)), {})
+            kept.update(encoded(self.model, inputs, [n for n in inputs if n not in kept and n not in touched],
+                                FORWARD_BATCH))
+            inputs = {**{n: kept[n] for n in inputs if n not in touched},
+                      **encoded(self.model, inputs, touched, FORWARD_BATCH)}
+            if not perturb.field and perturb.input in inputs:
+                name = perturb.input
+                inputs[name], present[name] = perturb.tensors(inputs[name], present[name])
+        with torch.no_grad(), reading_features(self.model) if perturb is not None else contextlib.nullcontext():
+            out = torch.cat([self.model(take(inputs, sl), take(present, sl)).float()
+                             for sl in (slice(i, i + FORWARD_BATCH) for i in range(0, max(len(df), 1), FORWARD_BATCH))])
         if self.meta.target == "regression":
             return out.numpy().astype(np.float64)
         probs = torch.sigmoid(out) if self.meta.target == "multilabel" else torch.softmax(out, dim=-1)
@@ -98,7 +128,7 @@ def input_example(data: Any, rows: int = 2) -> pd.DataFrame:
     meta = data.meta
     idx = data.indices(TEST)[:rows] if len(data.indices(TEST)) else np.arange(min(rows, len(data.split)))
     ex: dict[str, list[Any]] = {}
-    for spec in meta.input_specs:
+    for spec in (s for s in meta.input_specs if not s.joined):  # a joined input reads these columns
         cells = data.raw[spec.name]
         if isinstance(cells, pd.DataFrame):  # a multi-column input: its columns as they are
             for c in cells.columns:  # numbers as floats: the signature must accept a missing one later

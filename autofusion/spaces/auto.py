@@ -30,7 +30,9 @@ from autofusion.data.rows import make_inputs
 from autofusion.errors import ConfigError, DataError
 from autofusion.modalities import MODALITIES as REGISTERED
 from autofusion.modalities.tabular import column_kind
+from autofusion.models import FUSIONS
 from autofusion.spaces.load import SPACES_DIR, Space, load_space, merge_space
+from autofusion.spaces.pretrained import offer
 from autofusion.spaces.schema import DataSection
 
 AUTO_DIR = SPACES_DIR / "auto"
@@ -39,8 +41,6 @@ RESOLVE_ORDER = ("image", "audio", "video", "sensor", "text", "tabular")
 # Manifest names that say nothing about the data: the folder names it instead.
 GENERIC_STEMS = frozenset({"manifest", "data", "dataset", "train", "metadata", "meta", "labels", "index", "all",
                            "samples", "annotations"})
-MAX_TENSOR_INPUTS = 4  # tensor fusion grows as (dim + 1) ** inputs
-NEEDS_TWO_INPUTS = ("attention", "film")  # fusion operators that combine one input with the others
 KEY_ORDER = ("task", "description", "modalities", "data", "encoders", "fusion", "head", "loss", "optimizer",
              "lr_schedule", "train", "search")
 
@@ -67,13 +67,27 @@ class Found:
     target: str
     target_std: float = 1.0
     kinds: dict[str, str] = field(default_factory=dict)
+    asked: bool = False  # the target kind was asked for (--target), not decided from the labels
+
+    @property
+    def joinable(self) -> list[str]:
+        """The modalities with several columns that a trial may read joined (text fields)."""
+        return [m for m in self.modalities if len(self.roles.get(m, [])) > 1 and REGISTERED.get(m).joinable]
+
+    @property
+    def fewest_inputs(self) -> int:
+        """The model's inputs when every joinable modality is read joined (one input each)."""
+        return self.inputs - sum(len(self.roles[m]) - 1 for m in self.joinable)
 
 
-def find_modalities(manifest: str | Path, columns: dict[str, list[str]] | None = None) -> Found:
-    """The manifest's column roles, modalities and target kind.
+def find_modalities(manifest: str | Path, columns: dict[str, list[str]] | None = None,
+                    target: str | None = None) -> Found:
+    """The manifest's column roles, modalities and target kind (``target``: what ``--target``
+    asked for; None decides from the labels).
 
     Raises:
-        DataError: no label column, or no column of any modality.
+        DataError: no label column, no column of any modality, or labels that cannot be
+            ``target``.
     """
     path = Path(manifest).resolve()
     df = read_manifest(path)
@@ -86,7 +100,8 @@ def find_modalities(manifest: str | Path, columns: dict[str, list[str]] | None =
             f"{', '.join(map(str, df.columns))}; name them with --columns, e.g. --columns image=photo,tabular=price"
         )
     label = roles["label"][0]
-    target, _, targets, bad = parse_labels(df[label], DataSection(), path, label)
+    asked = target is not None
+    target, _, targets, bad = parse_labels(df[label], DataSection(target=target or "auto"), path, label)
     std = 1.0
     if target == "regression":
         ok = np.setdiff1d(np.arange(len(df)), np.fromiter(bad, dtype=int, count=len(bad)))
@@ -95,7 +110,7 @@ def find_modalities(manifest: str | Path, columns: dict[str, list[str]] | None =
         std = float(np.std(y)) if len(ok) > 1 else 1.0
     kinds = {c: str(column_kind(df[c], strict=False)) for c in roles.get("tabular", [])}
     return Found(path, roles, modalities, len(make_inputs(roles, modalities)), target,
-                 float(f"{std:.2g}") if std > 0 else 1.0, kinds)
+                 float(f"{std:.2g}") if std > 0 else 1.0, kinds, asked)
 
 
 def data_name(manifest: str | Path) -> str:
@@ -121,17 +136,22 @@ def assemble(found: Found, name: str) -> dict[str, Any]:
     for part in (found.target, *found.modalities):
         space = merge_space(space, fragment(part))
     fusion = space["fusion"]["choices"]
-    if found.inputs > MAX_TENSOR_INPUTS:
-        fusion.pop("tensor", None)
-    if found.inputs < 2:
-        for op in NEEDS_TWO_INPUTS:
-            fusion.pop(op, None)
+    for op in list(fusion):  # each operator declares the inputs it works on (models/base.py Fusion)
+        cls = FUSIONS.get(op)
+        if not (cls.fits(found.inputs) and cls.fits(found.fewest_inputs)):  # text read joined: fewest
+            fusion.pop(op)
+    for m in found.joinable:  # several text fields: one input each (shared or own encoder), or joined
+        space["encoders"][m] = {"layout": {"type": "categorical", "choices": ["joined", "columns"]},
+                                "share_weights": {"type": "categorical", "choices": [True, False]},
+                                **space["encoders"][m]}
+    space = offer(space)  # + the recommended pretrained encoders found here (spaces/pretrained.py)
     huber = space.get("loss", {}).get("choices", {}).get("huber")
     if isinstance(huber, dict) and found.target == "regression":
         huber["delta"] = found.target_std
     cols = {r: (c[0] if len(c) == 1 else c) for r, c in found.roles.items()}
+    data = {"columns": cols, **space.get("data", {}), **({"target": found.target} if found.asked else {})}
     space.update(task=name, description=f"assembled from {found.manifest.name}: {', '.join(found.modalities)} "
-                                        f"-> {found.target}", data={"columns": cols, **space.get("data", {})})
+                                        f"-> {found.target}", data=data)
     return {k: space[k] for k in KEY_ORDER if k in space}
 
 
@@ -166,8 +186,12 @@ def header(found: Found) -> str:
     lines = [
         "# A search space assembled from the data (autofusion spaces show --data MANIFEST).",
         f"# Manifest: {found.manifest}",
-        f"# Found: {roles}; {found.inputs} model inputs; target: {found.target}.",
+        f"# Found: {roles}; {found.inputs} model inputs; target: {found.target}"
+        f"{' (--target)' if found.asked else ''}.",
     ]
+    for m in found.joinable:
+        lines.append(f"#   {len(found.roles[m])} {m} columns: a trial reads them one input each "
+                     f"(encoders.{m}.layout: columns) or as one text, each field after its name (joined)")
     if found.kinds:
         for kind in ("numeric", "categorical"):
             cols = [c for c, k in found.kinds.items() if k == kind]
@@ -180,9 +204,10 @@ def header(found: Found) -> str:
 
 
 def auto_space_text(manifest: str | Path, columns: dict[str, list[str]] | None = None,
-                    name: str | None = None) -> tuple[str, Found]:
-    """The assembled space as commented YAML, validated by the loader, and what was found."""
-    found = find_modalities(manifest, columns)
+                    name: str | None = None, target: str | None = None) -> tuple[str, Found]:
+    """The assembled space as commented YAML, validated by the loader, and what was found
+    (``target``: ``--target``, else decided from the labels)."""
+    found = find_modalities(manifest, columns, target)
     name = name or data_name(found.manifest)
     text = header(found) + to_yaml(assemble(found, name))
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,10 +218,10 @@ def auto_space_text(manifest: str | Path, columns: dict[str, list[str]] | None =
 
 
 def write_auto_space(manifest: str | Path, columns: dict[str, list[str]] | None = None, name: str | None = None,
-                     home: Path | None = None) -> Space:
+                     home: Path | None = None, target: str | None = None) -> Space:
     """The assembled space, written under ``<home>/spaces/`` (the search logs and resumes it
     like any space file) and loaded."""
-    text, found = auto_space_text(manifest, columns, name)
+    text, found = auto_space_text(manifest, columns, name, target)
     name = name or data_name(found.manifest)
     folder = (home or default_home()) / "spaces"
     folder.mkdir(parents=True, exist_ok=True)

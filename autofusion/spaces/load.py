@@ -13,6 +13,7 @@ the base has.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import types
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from autofusion.errors import ConfigError
+from autofusion.spaces.pretrained import offer
 from autofusion.spaces.schema import ChoiceSection, Param, SpaceFile, error_parts
 from autofusion.spaces.validate import validate
 
@@ -87,9 +89,10 @@ def load_space(task: str | None = None, space: str | Path | None = None) -> Spac
     """Reads, parses and validates a space file (a task's built-in one by default)."""
     path = resolve_space_path(task, space)
     raw, base = read_space(path)
+    offered = offer(raw) if path.parent == SPACES_DIR else raw  # + the pretrained encoders found here
     where = f"{path} (extends {base})" if base else str(path)
     try:
-        parsed = SpaceFile.model_validate(raw)
+        parsed = SpaceFile.model_validate(offered)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_describe(exc)}{_partial_hint(exc, base)}") from None
     try:
@@ -101,10 +104,25 @@ def load_space(task: str | None = None, space: str | Path | None = None) -> Spac
             f"{where}: task {parsed.task!r} in the file does not match --task {task!r}"
         )
     text = ""
-    if base:
-        text = (f"# {path.name} extends {base}: the complete space it gives\n"
-                + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=110))
+    if base or offered is not raw:
+        how = f"extends {base}" if base else "with the pretrained encoders found here (spaces/pretrained.py)"
+        text = (f"# {path.name} {how}: the complete space it gives\n"
+                + yaml.safe_dump(offered, sort_keys=False, default_flow_style=None, width=110))
     return Space(file=parsed, path=path, prep=prep, text=text)
+
+
+def with_target(space: Space, target: str | None) -> Space:
+    """``space`` with ``data.target`` set to ``target`` (``--target``), checked like the file
+    (its losses and metric must fit that target); unchanged when ``target`` is None."""
+    if target is None or space.file.data.target == target:
+        return space
+    parsed = space.file.model_copy(update={"data": space.file.data.model_copy(update={"target": target})})
+    try:
+        validate(parsed, describe=_describe)
+    except ConfigError as exc:
+        raise ConfigError(f"--target {target}: {space.path}: {exc}") from None
+    note = f"# data.target: {target} (set by --target)\n"
+    return dataclasses.replace(space, file=parsed, text=note + space.raw_text())
 
 
 def read_space(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, str | None]:

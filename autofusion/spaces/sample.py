@@ -22,7 +22,7 @@ from autofusion.spaces.schema import (
     ChoiceSection,
     Distribution,
 )
-from autofusion.trial import Choice, TrialConfig, prefix
+from autofusion.trial import PAIR, Choice, TrialConfig, prefix
 
 __all__ = ["CHOICE_SECTIONS", "Choice", "DefineByRun", "TrialConfig", "define_by_run", "suggest"]
 
@@ -48,8 +48,9 @@ def _choice(trial: Any, key: str, section: ChoiceSection, consts: dict[str, Any]
     pick = trial.suggest_categorical(key, names) if len(names) > 1 else names[0]
     if len(names) == 1:
         consts[key] = pick
-    for pname, pval in section.choices[pick].items():
-        suggest(trial, f"{prefix(key)}.{pick}.{pname}", pval, consts)
+    for part in pick.split(PAIR):  # a pair (``tfidf+hf_text``): each half's parameters, named as when alone
+        for pname, pval in section.choices[part].items():
+            suggest(trial, f"{prefix(key)}.{part}.{pname}", pval, consts)
     for pname, pval in section.shared.items():
         suggest(trial, f"{prefix(key)}.{pname}", pval, consts)
 

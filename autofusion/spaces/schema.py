@@ -304,6 +304,15 @@ class SearchSettings(_Strict):
     time_budget: float | None = Field(600.0, gt=0)  # seconds of trials; the best so far is kept
     objectives: list[str] = Field(default_factory=list)
     seed: int = 0
+    trees: bool | None = None  # after the trials, a gradient-boosted trees member (LightGBM); None: on
+    bagging: Union[int, Literal["auto"]] = "auto"  # k-fold bagging of the search's model: folds, 0 (off) or auto
+
+    @field_validator("bagging")
+    @classmethod
+    def _folds(cls, v: Any) -> Any:
+        if v != "auto" and (isinstance(v, bool) or v == 1 or v < 0):
+            raise ValueError(f"bagging is auto, 0 (off) or a number of folds >= 2, but got {v!r}")
+        return v
 
 
 class _ParamSection(_Strict):

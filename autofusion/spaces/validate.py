@@ -19,7 +19,7 @@ from autofusion.spaces.schema import (
     SpaceFile,
     prep_models,
 )
-from autofusion.trial import MISSING_MODES, STRATEGIES
+from autofusion.trial import MISSING_MODES, PAIR, STRATEGIES
 
 # Shared (not per-choice) parameters each choice section accepts, with their types.
 SHARED_PARAMS: dict[str, dict[str, type]] = {
@@ -27,8 +27,10 @@ SHARED_PARAMS: dict[str, dict[str, type]] = {
     "loss": {"aux_weight": float},
     "optimizer": {"lr": float, "weight_decay": float},
     "lr_schedule": {"warmup_epochs": int},
-    "encoder": {"share_weights": bool},  # False: each column of the modality gets its own encoder
+    "encoder": {"share_weights": bool,  # False: each column of the modality gets its own encoder
+                "layout": str},  # columns: one input per column; joined: the columns as one text
 }
+LAYOUTS = ("columns", "joined")
 
 # Ranges of the parameters that no registry describes, checked on the constant, on each
 # categorical choice and on both bounds of a range. None is allowed where listed.
@@ -216,7 +218,14 @@ def _check_section(where: str, section: ChoiceSection, registry: Registry, kind:
             raise ConfigError(f"{where}.{key}: unknown key; known: {known}")
         for v in _values(section.shared[key]):
             _check_type(f"{where}.{key}", v, shared_ok[key])
+            if key == "layout" and v not in LAYOUTS:
+                raise ConfigError(f"{where}.layout: must be one of {', '.join(LAYOUTS)}, but got {v!r}")
+            if key == "layout" and v == "joined" and not _joinable(where.rsplit(".", 1)[-1]):
+                raise ConfigError(f"{where}.layout: only text columns can be joined, but got {v!r}")
     for name, params in section.choices.items():
+        if kind == "encoder" and PAIR in name:  # two encoders on one input (models/encoders/pair.py)
+            _check_pair(f"{where}.choices.{name}", name, params, section, registry)
+            continue
         try:
             specs = registry.param_specs(name)
         except ConfigError as exc:
@@ -244,6 +253,20 @@ def _check_section(where: str, section: ChoiceSection, registry: Registry, kind:
                     problem = f"{v!r} is not one of: {', '.join(domain)}"
                 if problem:
                     raise ConfigError(f"{key}: {problem}")
+
+
+def _joinable(modality: str) -> bool:
+    from autofusion.modalities import MODALITIES
+
+    return modality in MODALITIES and bool(MODALITIES.get(modality).joinable)
+
+
+def _check_pair(where: str, name: str, params: dict, section: ChoiceSection, registry: Registry) -> None:
+    from autofusion.models.encoders.pair import pair_problem
+
+    problem = pair_problem(name, params, section.choices, registry)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
 
 
 def _shown(d: Distribution) -> str:

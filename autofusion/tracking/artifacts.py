@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autofusion.phases import METRIC_PREFIX
 from autofusion.search.records import SearchResult, Settings, TrialRecord
 from autofusion.search.table import csv_columns, trial_rows
 from autofusion.tracking import plots
@@ -115,6 +117,15 @@ def _summary_values(result: SearchResult) -> tuple[dict[str, float], dict[str, s
             metrics.update(e.val_metrics)
             metrics.update(e.test_metrics)
             tags.update({"autofusion.model_uri": e.model_uri or "", "autofusion.model_run_id": result.parent_run_id})
+    g = result.bagged
+    if g is not None:  # the search's model: its out-of-fold and test metrics on the search's run
+        if not (e is not None and e.kept):
+            metrics.update({f"best_trial_{k}": v for k, v in result.test_metrics.items()})
+        metrics.update({f"oof_{k}": v for k, v in g.oof_metrics.items()})
+        metrics.update(g.test_metrics)
+        metrics["bagging_folds"] = float(g.folds)
+        tags.update({"autofusion.model_uri": g.model_uri or "", "autofusion.model_run_id": result.parent_run_id,
+                     "autofusion.bagged": ",".join(f"{n}:{w:.4f}" for n, w in zip(g.trials, g.weights))})
     n = result.noise
     if n is not None:
         metrics.update({f"best_{s.metric}_low": n.low, f"best_{s.metric}_high": n.high,
@@ -179,3 +190,13 @@ def log_optuna_plots(client: Any, run_id: str, study: Any, settings: Settings) -
             _log_png(client, run_id, plots.png(fig), f"plots/{name}.png")
         except Exception as exc:  # noqa: BLE001 - e.g. too few completed trials for importances
             log.info("skipped the %s plot: %s", name, exc)
+
+
+def log_phases(uri: str, run_id: str, seconds: dict[str, float]) -> None:
+    """Where a search's time went (``autofusion/phases.py``) as its run's metrics
+    ``phase_seconds.<phase>``: logged last, after its shutdown, so every phase is in."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(f"{METRIC_PREFIX}{k}", round(v, 3), now, 0) for k, v in seconds.items()]
+    retry(lambda: client(uri).log_batch(run_id, metrics=items))

@@ -3,8 +3,8 @@
 
 What the search learned about fusion, readable in seconds: the validation metric of every
 trial by fusion operator and by encoder (one point per trial, the best marked), and the
-learning curves of the top trials on one chart; plus the best trial's own curves and the
-test confusion matrix.
+learning curves of the top trials on one chart; plus the best trial's own curves, the
+test confusion matrix, and which inputs the search's model needs (``importance_chart``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from autofusion.search.records import TrialRecord
+from autofusion.search.records import Importance, TrialRecord
 
 TOP_CURVES = 5  # trials drawn in the learning-curves chart
 CURVE_METRICS = ("_loss", "_accuracy", "_f1_macro", "_rmse")
@@ -136,4 +136,34 @@ def confusion_matrix(cm: np.ndarray, classes: list[str], title: str = "test conf
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
+    return png(fig)
+
+
+def importance_chart(*found: Importance | None) -> bytes | None:
+    """One panel per split (validation, test): each input's drop in the metric when it is removed
+    and when it is permuted, as bars with their 95% bootstrap intervals, most important on top.
+    None when there is nothing to draw."""
+    found = tuple(f for f in found if f is not None and f.inputs)
+    if not found:
+        return None
+    plt = _plt()
+    height = 1.2 + 0.45 * max(len(f.inputs) for f in found)
+    fig, axes = plt.subplots(1, len(found), figsize=(4.6 * len(found) + 0.8, height), squeeze=False)
+    for ax, imp in zip(axes[0], found):
+        names = [i.name for i in imp.inputs][::-1]  # the most important at the top
+        y = np.arange(len(names))
+        for offset, kind, color in ((0.2, "removal", "#3b6ea5"), (-0.2, "permutation", "#e08a2c")):
+            drops = [getattr(i, kind) for i in imp.inputs][::-1]
+            values = np.array([d.value for d in drops])
+            err = np.abs(np.array([[d.value - d.low, d.high - d.value] for d in drops]).T)
+            ax.barh(y + offset, values, height=0.38, color=color, label=kind,
+                    xerr=np.nan_to_num(err), error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#333"})
+        ax.axvline(0, color="#999", lw=0.8)
+        ax.set_yticks(y, names, fontsize=8)
+        ax.set_xlabel(f"drop in {imp.metric}")
+        ax.set_title(f"{imp.split} ({imp.rows} rows)", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()
     return png(fig)

@@ -1,5 +1,6 @@
 """The search's one-page HTML report: the result, the leaderboard, what the search learned
-about fusion (plots), the ensemble and the test evaluation.
+about fusion (plots), the ensemble, which inputs the search's model needs and how fast it
+answers, and the test evaluation.
 
 Self-contained: styles inline, plots embedded as base64 PNGs, no script and no URL to
 fetch, so it opens offline, from a mail attachment as well as from the store. It is logged
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from autofusion.search.records import SearchResult, TrialRecord
+from autofusion.tracking import plots as drawing
 from autofusion.tracking.store import client, retry
 
 STYLE = """
@@ -118,6 +120,10 @@ def _outcome(result: SearchResult) -> str:
                      f"{_metrics_text(e.test_metrics)}")
     if result.noise is not None:
         lines.append(f"<b>Validation noise:</b> {_e(result.noise.text(s.metric, b.best_value))}")
+    for what, uri in (("the search's model", result.final_model_uri), ("the best trial's model", result.model_uri)):
+        if uri in result.latency and (what == "the search's model" or uri != result.final_model_uri):
+            lines.append(f"<b>Served speed of {what}:</b> {_e(result.latency[uri].text())} (raw rows through "
+                         "MLflow's pyfunc on this machine, measured after logging)")
     d = result.default_trial
     if d is not None and d.best_value is not None:
         lines.append(f"<b>Hand-built default:</b> trial {d.number} ({_e(d.config.get('fusion.type'))} fusion), "
@@ -147,6 +153,38 @@ def _ensemble_section(result: SearchResult, by_number: dict[int, TrialRecord], m
                    numeric={0, 1, 3 + len(modalities)})
     test = f"<p>Test: {_metrics_text(e.test_metrics)}</p>" if e.kept else ""
     return intro + table + test
+
+
+IMPORTANCE_CAPTION = ("How much {metric} drops when an input is taken away from the search's model: "
+                      "<b>removal</b> leaves it out as the model reads a missing input; <b>permutation</b> shuffles "
+                      "its values across the rows. A positive drop means the model needs the input; bars show "
+                      "95% paired bootstrap intervals over the rows, and an interval that covers 0 means the rows "
+                      "cannot tell the input from useless. A table's fields count as one input and each on its own.")
+
+
+def _importance_section(result: SearchResult) -> str:
+    """The chart and the figures of which inputs the search's model needs (validation; test beside)."""
+    val, test = result.importance or result.test_importance, result.test_importance if result.importance else None
+    if val is None:
+        return "<p>No importance was computed (no model, or it could not be scored).</p>"
+    png = drawing.importance_chart(val, test)
+    fig = (f'<div class="fig">{_img(png, "input importance")}<div class="cap">'
+           f"{IMPORTANCE_CAPTION.format(metric=_e(val.metric))}</div></div>") if png else ""
+    tests = {i.name: i for i in test.inputs} if test is not None else {}
+    header = ["input", f"removal ({val.split})", "95% interval", f"permutation ({val.split})", "95% interval",
+              *(["removal (test)", "95% interval"] if test is not None else [])]
+    rows = []
+    for i in val.inputs:
+        on_test = [] if test is None else _drop(tests[i.name].removal) if i.name in tests else ["-", "-"]
+        rows.append([_e(i.name), *_drop(i.removal), *_drop(i.permutation), *on_test])
+    beside = f"; on {test.rows} test rows, beside its {_e(test.metric)} {_num(test.base)}" if test else ""
+    intro = (f"<p>Drop in {_e(val.metric)} on {val.rows} {_e(val.split)} rows (with every input: {_num(val.base)})"
+             f"{beside}; computed in {val.seconds + (test.seconds if test else 0):.1f} s.</p>")
+    return intro + fig + _table(header, rows, numeric=set(range(1, len(header))))
+
+
+def _drop(d: Any) -> list[str]:
+    return [f"{d.value:+.4f}", f"[{d.low:+.4f}, {d.high:+.4f}]"]
 
 
 def render(result: SearchResult, plots: dict[str, bytes], modalities: list[str]) -> str:
@@ -192,6 +230,8 @@ written {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>
 {still}
 <h2>Ensemble</h2>
 {_ensemble_section(result, by_number, modalities)}
+<h2>Which inputs the model needs</h2>
+{_importance_section(result)}
 <h2>Test evaluation</h2>
 <p class="cap">Each model below was evaluated once on the held-out test split, after it was chosen on validation.</p>
 {''.join(test_parts)}

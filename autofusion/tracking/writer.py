@@ -29,6 +29,7 @@ class _ChildState:
     run_id: str | None = None
     steps: set[int] = field(default_factory=set)
     params_logged: bool = False
+    inputs_logged: bool = False
 
 
 class TrackingWriter:
@@ -40,6 +41,7 @@ class TrackingWriter:
         self.parent_run_id = parent_run_id
         self.children: dict[str, _ChildState] = {}
         self.errors: list[str] = []
+        self.datasets: list[Any] = []  # the search's dataset inputs (tracking/datasets.py): logged on every trial run
         self._q: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._client = client(uri)
         self._thread = threading.Thread(target=self._loop, name="autofusion-mlflow", daemon=True)
@@ -86,6 +88,9 @@ class TrackingWriter:
             if st.run_id is None:  # a retry after a failed params write reuses the run
                 all_tags = {PARENT_TAG: self.parent_run_id, KIND_TAG: "trial", **tags}
                 st.run_id = self._client.create_run(self.experiment_id, tags=all_tags, run_name=name).info.run_id
+            if self.datasets and not st.inputs_logged:  # the data it trained and was validated on (lineage)
+                self._client.log_inputs(st.run_id, datasets=list(self.datasets))
+                st.inputs_logged = True
             items = [Param(k, _param_str(v)) for k, v in sorted(params.items())]
             for i in range(0, len(items), 100):
                 self._client.log_batch(st.run_id, params=items[i:i + 100])
@@ -136,6 +141,26 @@ class TrackingWriter:
                 self._client.set_tag(run_id, k, str(v)[:5000])
 
         self.submit(job)
+
+    def log_file(self, trial_id: str | None, path: str, content: bytes) -> None:
+        """Logs ``content`` as artifact ``path`` (``plots/importance.png``) of a trial's run, or of
+        the parent run (None)."""
+        import tempfile
+        from pathlib import Path
+
+        def job() -> None:
+            run_id = self.parent_run_id if trial_id is None else self.children[trial_id].run_id
+            with tempfile.TemporaryDirectory() as tmp:
+                f = Path(tmp) / Path(path).name
+                f.write_bytes(content)
+                folder = str(Path(path).parent)
+                self._client.log_artifact(run_id, str(f), None if folder == "." else folder)
+
+        self.submit(job)
+
+    def tag_model(self, model_id: str, tags: dict[str, str]) -> None:
+        """Tags a logged model (MLflow 3's ``LoggedModel``, ``models:/<model_id>``)."""
+        self.submit(lambda: self._client.set_logged_model_tags(model_id, tags))
 
     def run_id(self, trial_id: str) -> str | None:
         self.flush()

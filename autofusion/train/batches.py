@@ -1,5 +1,7 @@
 """Batches sliced straight from the prepared arrays (no DataLoader workers, no copies beyond
-the batch itself); images stay uint8 until they reach the device."""
+the batch itself); images stay uint8 until they reach the device. Rows that share a file or
+a text gather it from its one entry (``data.arrays.IndexedRows``), memory-mapped or shared
+through Ray's object store: a trial holds no copy of the data of its own."""
 
 from __future__ import annotations
 
@@ -28,10 +30,12 @@ def iter_batches(
 ) -> Iterator[tuple[dict[str, Any], dict[str, Tensor], Tensor]]:
     """Yields (inputs, present, targets) batches over ``idx``.
 
-    ``keys`` says, per input, which extractor's arrays to read (a model's ``feature_keys``);
-    None (or absent) reads the modality's own arrays. An extractor's single array ``x``
-    comes as a tensor, several as a dict of tensors.
+    ``keys`` says, per input, which extractor's arrays to read (a model's ``feature_keys``:
+    one entry per input the model reads, and only those are batched); None reads the
+    modality's own arrays. An extractor's single array ``x`` comes as a tensor, several as a
+    dict of tensors. Without ``keys`` every input is batched.
     """
+    names = list(keys) if keys else list(data.arrays)
     keys = keys or {}
     order = idx[torch.randperm(len(idx), generator=generator).numpy()] if shuffle else idx
     non_blocking = device.type == "cuda"
@@ -44,14 +48,14 @@ def iter_batches(
         if drop_singleton and len(sel) < 2:
             continue
         inputs: dict[str, Any] = {}
-        for name, a in data.arrays.items():
+        for name in names:
             key = keys.get(name)
             if key is None:
-                inputs[name] = put(np.ascontiguousarray(a[sel]))
+                inputs[name] = put(np.ascontiguousarray(data.arrays[name][sel]))
                 continue
             parts = {k: put(v) for k, v in rows(data.features[f"{name}|{key}"], sel).items()}
             inputs[name] = parts["x"] if list(parts) == ["x"] else parts
-        present = {m: torch.from_numpy(p[sel]).to(device) for m, p in data.present.items()}
+        present = {m: torch.from_numpy(data.present[m][sel]).to(device) for m in names}
         yield inputs, present, torch.from_numpy(data.targets[sel]).to(device)
 
 

@@ -4,7 +4,8 @@ report or keep.
 
 What a trial adds to plain training (early stopping, auxiliary losses, staged unfreezing,
 checkpoint averaging) comes in as :class:`TrainingHook` s, each in its own module of this
-package, so the loop itself stays one readable function.
+package, so the loop itself stays short: set-up, one epoch (a loss and a step per batch),
+validation and the report.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -61,6 +63,21 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+@dataclass
+class _Run:
+    """What every epoch of one :func:`fit` uses, made once before the first."""
+
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    batch_size: int
+    gen: torch.Generator
+
+
 def fit(
     model: FusionModel,
     data: PreparedData,
@@ -76,6 +93,24 @@ def fit(
     Raises:
         TrialDiverged: the loss became NaN or infinite.
     """
+    run = _set_up(model, data, tc, device, seed, hooks)
+    history: list[dict[str, float]] = []
+    for epoch in range(1, tc.epochs + 1):
+        t0 = time.perf_counter()
+        metrics = _train_epoch(model, data, tc, run, device, hooks, epoch)
+        metrics.update(evaluate(model, data, run.val_idx, device, prefix="val", loss_fn=run.loss_fn))
+        metrics["epoch_seconds"] = time.perf_counter() - t0  # the whole epoch: training and validation
+        history.append(metrics)
+        if _report(epoch, metrics, model, on_epoch_end, hooks):
+            break
+    for hook in hooks:
+        hook.finish(model, history)
+    return history
+
+
+def _set_up(model: FusionModel, data: PreparedData, tc: TrialConfig, device: torch.device, seed: int,
+            hooks: Sequence[TrainingHook]) -> _Run:
+    """Moves the model to ``device``; builds the loss, optimizer, schedule, scaler and shuffling generator."""
     meta = data.meta
     model.to(device)
     loss_fn = build_loss(tc.loss.name, tc.loss.params, meta.target, meta.class_counts).to(device)
@@ -89,52 +124,67 @@ def fit(
     sched = build_schedule(tc.lr_schedule.name, tc.lr_schedule.params, opt, steps * tc.epochs, steps * tc.warmup_epochs)
     use_amp = tc.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
-    gen = torch.Generator().manual_seed(seed)
-    history: list[dict[str, float]] = []
-    for epoch in range(1, tc.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        sums: dict[str, float] = {}
-        seen = 0
-        for inputs, present, y in iter_batches(data, train_idx, batch_size, device, keys=model.feature_keys,
-                                               shuffle=True, generator=gen, drop_singleton=True):
-            inputs = augment_batch(model, inputs, tc.augment)
-            with _autocast(device, use_amp):
-                fwd = model.forward_with_aux(inputs, present)
-                terms = {"main": loss_fn(fwd.out, y)}
-                if fwd.aux:
-                    terms["aux"] = tc.aux_weight * sum(loss_fn(a, y) for a in fwd.aux.values()) / len(fwd.aux)
-                for hook in hooks:
-                    terms.update(hook.loss_terms(model, fwd, y, present))
-                loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise TrialDiverged(f"loss became {loss.item()} at epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if tc.grad_clip > 0:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(y)
-            for name, t in terms.items():
-                if name != "main":
-                    sums[name] = sums.get(name, 0.0) + float(t.detach()) * len(y)
-            seen += len(y)
-        train_seconds = time.perf_counter() - t0
-        metrics = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
-        metrics["train_samples_per_second"] = seen / max(train_seconds, 1e-9)
-        metrics.update(evaluate(model, data, val_idx, device, prefix="val", loss_fn=loss_fn))
-        metrics["epoch_seconds"] = time.perf_counter() - t0  # the whole epoch: training and validation
-        history.append(metrics)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics, model)
-        if any([hook.epoch_end(epoch, metrics, model) for hook in hooks]):  # every hook sees every epoch
-            break
+    return _Run(loss_fn=loss_fn, opt=opt, sched=sched, scaler=scaler, use_amp=use_amp, train_idx=train_idx,
+                val_idx=val_idx, batch_size=batch_size, gen=torch.Generator().manual_seed(seed))
+
+
+def _train_epoch(model: FusionModel, data: PreparedData, tc: TrialConfig, run: _Run, device: torch.device,
+                 hooks: Sequence[TrainingHook], epoch: int) -> dict[str, float]:
+    """One pass over the training rows: ``train_loss``, ``train_<term>`` per extra loss term, samples per second."""
+    model.train()
+    t0 = time.perf_counter()
+    sums: dict[str, float] = {}
+    seen = 0
+    for inputs, present, y in iter_batches(data, run.train_idx, run.batch_size, device, keys=model.feature_keys,
+                                           shuffle=True, generator=run.gen, drop_singleton=True):
+        inputs = augment_batch(model, inputs, tc.augment)
+        with _autocast(device, run.use_amp):
+            terms = _loss_terms(model, inputs, present, y, tc, run.loss_fn, hooks)
+            loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise TrialDiverged(f"loss became {loss.item()} at epoch {epoch}")
+        _step(model, loss, tc, run)
+        sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(y)
+        for name, t in terms.items():
+            if name != "main":
+                sums[name] = sums.get(name, 0.0) + float(t.detach()) * len(y)
+        seen += len(y)
+    train_seconds = time.perf_counter() - t0
+    metrics = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
+    metrics["train_samples_per_second"] = seen / max(train_seconds, 1e-9)
+    return metrics
+
+
+def _loss_terms(model: FusionModel, inputs: dict[str, Tensor], present: dict[str, Tensor], y: Tensor,
+                tc: TrialConfig, loss_fn: nn.Module, hooks: Sequence[TrainingHook]) -> dict[str, Tensor]:
+    """One batch's named loss terms: ``main``, ``aux`` (the fusion's auxiliary heads) and the hooks'."""
+    fwd = model.forward_with_aux(inputs, present)
+    terms = {"main": loss_fn(fwd.out, y)}
+    if fwd.aux:
+        terms["aux"] = tc.aux_weight * sum(loss_fn(a, y) for a in fwd.aux.values()) / len(fwd.aux)
     for hook in hooks:
-        hook.finish(model, history)
-    return history
+        terms.update(hook.loss_terms(model, fwd, y, present))
+    return terms
+
+
+def _step(model: FusionModel, loss: Tensor, tc: TrialConfig, run: _Run) -> None:
+    """Backward pass, gradient clipping (``train.grad_clip``), optimizer and schedule step."""
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if tc.grad_clip > 0:
+        run.scaler.unscale_(run.opt)
+        nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    run.sched.step()
+
+
+def _report(epoch: int, metrics: dict[str, float], model: FusionModel, on_epoch_end: EpochCallback | None,
+            hooks: Sequence[TrainingHook]) -> bool:
+    """Hands an epoch's metrics to the caller, then to every hook; True when a hook stops training."""
+    if on_epoch_end is not None:
+        on_epoch_end(epoch, metrics, model)
+    return any([hook.epoch_end(epoch, metrics, model) for hook in hooks])  # every hook sees every epoch
 
 
 @torch.no_grad()

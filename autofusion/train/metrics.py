@@ -27,25 +27,82 @@ def output_metrics(out: Tensor, y: Tensor, meta: DataMeta, *, prefix: str,
 
 
 def score(out: Tensor, y: Tensor, meta: DataMeta) -> dict[str, float]:
-    """Scores of outputs against targets: class scores, or torchmetrics' multi-label and
-    regression scores."""
+    """Scores of outputs against targets: class scores (and, from class scores rather than
+    ids, ROC-AUC, PR-AUC and log loss), or torchmetrics' multi-label and regression scores."""
     if meta.target == "classification":
-        return class_scores(class_ids(out), y, meta.classes)
+        res = class_scores(class_ids(out), y, meta.classes)
+        if out.ndim > 1:
+            res.update(probability_scores(torch.softmax(out.double(), dim=-1).numpy(), y.long().numpy()))
+        return res
     import torchmetrics.functional as MF
 
     if meta.target == "multilabel":
         n = meta.num_outputs
         yi = y.int()
+        ranked = ranking_scores(torch.sigmoid(out.double()).numpy(), y.numpy() > 0.5)
         return {
             "f1_macro": float(MF.f1_score(out, yi, task="multilabel", num_labels=n, average="macro")),
             "f1_micro": float(MF.f1_score(out, yi, task="multilabel", num_labels=n, average="micro")),
             "exact_match": float(MF.exact_match(out, yi, task="multilabel", num_labels=n)),
+            **ranked,
         }
     return {
         "rmse": float(MF.mean_squared_error(out, y, squared=False)),
         "mae": float(MF.mean_absolute_error(out, y)),
         "r2": float(MF.r2_score(out.flatten(), y.flatten())) if len(y) > 1 else 0.0,
     }
+
+
+LOG_LOSS_EPS = 1e-15  # probabilities are clipped to [eps, 1 - eps] before the log
+
+
+def probability_scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """ROC-AUC and PR-AUC (average precision), one-vs-rest and macro over the classes with
+    both positives and negatives (for two classes: those of the second class, as scikit-learn
+    scores binary problems), and the log loss of class probabilities ``[N, K]``."""
+    k = probs.shape[1]
+    onehot = np.eye(k, dtype=bool)[y]
+    res = ranking_scores(probs[:, 1:] if k == 2 else probs, onehot[:, 1:] if k == 2 else onehot)
+    p = np.clip(probs[np.arange(len(y)), y], LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    res["log_loss"] = float(-np.log(p).mean()) if len(y) else float("nan")
+    return res
+
+
+def ranking_scores(scores: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """ROC-AUC and average precision of each column of ``scores`` ``[N, C]`` against the bool
+    ``truth`` ``[N, C]``, averaged over the columns with both positives and negatives (NaN when
+    none has)."""
+    aucs, aps = [], []
+    for j in range(scores.shape[1]):
+        pos = truth[:, j]
+        if pos.all() or not pos.any():
+            continue
+        aucs.append(roc_auc(scores[:, j], pos))
+        aps.append(average_precision(scores[:, j], pos))
+    nan = float("nan")
+    return {"roc_auc": float(np.mean(aucs)) if aucs else nan, "pr_auc": float(np.mean(aps)) if aps else nan}
+
+
+def roc_auc(s: np.ndarray, pos: np.ndarray) -> float:
+    """The area under the ROC curve: the chance that a random positive scores above a random
+    negative, ties counting half (the Mann-Whitney U statistic, with tied ranks averaged)."""
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # 1-based, ties averaged
+    n_pos = int(pos.sum())
+    n_neg = len(s) - n_pos
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_precision(s: np.ndarray, pos: np.ndarray) -> float:
+    """Average precision: the precision at each distinct score threshold, weighted by the
+    recall it adds (scikit-learn's ``average_precision_score``, no interpolation)."""
+    order = np.argsort(-s, kind="mergesort")
+    s, hits = s[order], pos[order].astype(np.float64)
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last row of each distinct score
+    tp = np.cumsum(hits)[last]
+    precision = tp / (last + 1)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def class_scores(pred: Tensor, y: Tensor, classes: list[str]) -> dict[str, float]:

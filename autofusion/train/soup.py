@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from autofusion.data.prepare import PreparedData
+from autofusion.metrics import best_first, better
 from autofusion.models.build import FusionModel
 from autofusion.models.losses import build_loss
 from autofusion.train.loop import TrainingHook, evaluate
@@ -87,9 +88,6 @@ class SoupHook(TrainingHook):
         self._data: PreparedData | None = None
         self._loss = None
 
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.mode == "max" else a < b
-
     def start(self, model: FusionModel, opt: torch.optim.Optimizer, data: PreparedData, tc: TrialConfig) -> None:
         meta = data.meta
         self._data = data
@@ -101,11 +99,11 @@ class SoupHook(TrainingHook):
         if epoch in self._seen or value is None or not math.isfinite(value):
             return False
         self._seen.add(epoch)
-        if len(self.pool) >= self.k and not self.better(value, self.pool[-1][0]):
+        if len(self.pool) >= self.k and not better(value, self.pool[-1][0], self.mode):
             return False
         self.pool.append((float(value), epoch, cpu_state(model)))
         # best first; among equals the earlier epoch stays ahead
-        self.pool.sort(key=lambda e: (-e[0] if self.mode == "max" else e[0], e[1]))
+        self.pool.sort(key=lambda e: (best_first(e[0], self.mode), e[1]))
         del self.pool[self.k:]
         self._stale = True
         return True
@@ -122,7 +120,7 @@ class SoupHook(TrainingHook):
         metrics = evaluate(soup_model, self._data, self._data.indices(1), device, prefix="val", loss_fn=self._loss)
         del soup_model
         value = metrics.get(self.metric, float("nan"))
-        kept = math.isfinite(value) and self.better(value, self.pool[0][0])
+        kept = math.isfinite(value) and better(value, self.pool[0][0], self.mode)
         self.soup = Soup(state, metrics, value, tuple(sorted(e for _, e, _ in self.pool)), kept)
         return self.soup
 

@@ -43,7 +43,8 @@ class EncoderTraining(TrainingHook):
         self.group: dict | None = None
 
     def start(self, model: FusionModel, opt: torch.optim.Optimizer, data: PreparedData, tc: TrialConfig) -> None:
-        encoders = [e for e in model.encoders.values() if isinstance(e, PretrainedEncoder) and e.backbone is not None]
+        encoders = [e for e in model.encoders.modules()  # a pair's pretrained half too
+                    if isinstance(e, PretrainedEncoder) and e.backbone is not None]
         if not encoders:
             return
         backbone = [p for e in encoders for p in e.backbone.parameters()]
@@ -62,6 +63,6 @@ class EncoderTraining(TrainingHook):
                 p.requires_grad_(True)
             for name, key in model.feature_keys.items():
                 enc = model.encoders[model.encoder_of[name]]
-                if key is not None and isinstance(enc, PretrainedEncoder):
+                if key is not None and any(isinstance(e, PretrainedEncoder) for e in enc.modules()):
                     model.feature_keys[name] = input_key(key)  # model inputs through the backbone from now on
         return False

@@ -17,7 +17,7 @@ import pytest
 
 from autofusion import doctor, tracking
 from tests import procs
-from tests.raycluster import env_for, make_home, ray_head
+from tests.raycluster import env_for, make_home, ray_head, ray_worker
 
 pytestmark = pytest.mark.slow  # real Ray heads and CLI processes
 
@@ -43,7 +43,7 @@ def _search(tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 12
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     t0 = time.time()
     run = subprocess.run([EXE, "search", "--tracking-uri", uri, "--demo-samples", "40", "--num-trials", "1",
-                          "--max-epochs", "1", "--quiet", *args], cwd=tmp_path, capture_output=True, text=True,
+                          "--max-epochs", "1", "--no-trees", "--bagging", "0", "--quiet", *args], cwd=tmp_path, capture_output=True, text=True,
                          timeout=timeout, env={**env, "AUTOFUSION_HOME": str(tmp_path / ".autofusion")})
     return run, time.time() - t0
 
@@ -66,13 +66,48 @@ def test_search_on_a_ray_cluster_started_with_ray_start(head, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     run = subprocess.run([EXE, "search", "--address", head.address, "--num-trials", "2",
                           "--max-epochs", "1", "--concurrency", "2", "--demo-samples", "48",
-                          "--tracking-uri", uri, "--quiet"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=400, env=env_for(head.home, AUTOFUSION_HOME=str(tmp_path / ".autofusion")))
+                          "--no-trees", "--bagging", "0", "--tracking-uri", uri, "--quiet"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=400, env=env_for(head.home, AUTOFUSION_HOME=str(tmp_path / ".autofusion")))
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Best: trial" in run.stdout
     c = tracking.client(uri)
     exp = c.get_experiment_by_name("image_text")
     assert len(c.search_runs([exp.experiment_id], "tags.`autofusion.kind` = 'trial'")) == 2
+
+
+def test_more_cpus_per_trial_than_this_machine_stops_before_the_data_is_read(tmp_path):
+    """The resources are checked before the data: a manifest whose image files do not exist
+    is not read (its bad rows would be the error otherwise), nothing is decoded or cached, no
+    progress line comes first, and the store is not even created."""
+    manifest = tmp_path / "posts.csv"
+    manifest.write_text("image,text,label\nmissing-1.png,a small cat,a\nmissing-2.png,a big dog,b\n")
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    run = subprocess.run([EXE, "search", "--task", "image_text", "--data", str(manifest), "--cpus-per-trial", "64",
+                          "--tracking-uri", uri], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env=env_for(Path.home(), AUTOFUSION_HOME=str(tmp_path / ".autofusion")))
+    lines = _lines(run)
+    assert run.returncode == 2 and len(lines) == 1, run.stdout + run.stderr
+    assert lines[0].startswith("error: --cpus-per-trial 64.0: each trial asks for 64 CPUs but the largest node "), lines[0]
+    assert not (tmp_path / ".autofusion").exists()  # no decode cache, no feature cache
+    assert not (tmp_path / "mlruns").exists() and _runs(uri) == 0
+
+
+def test_trials_on_another_node_read_the_caches_by_path(tmp_path):
+    """The README's "Caches on a cluster": a head that runs no trial (0 CPUs) and a worker node
+    joined with `ray start --address`, AUTOFUSION_HOME on storage both nodes see (this
+    machine's disk), and every memory-mapped cache file kept on disk (AUTOFUSION_MMAP_SHARE=0):
+    the trials, all on the worker node, map the decoded images from the cache by path."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    with ray_head(tmp_path / "cluster", num_cpus=0) as h, ray_worker(h, tmp_path / "cluster"):
+        run = subprocess.run([EXE, "search", "--address", h.address, "--num-trials", "2", "--max-epochs", "1",
+                              "--concurrency", "2", "--demo-samples", "48", "--no-trees", "--bagging", "0",
+                              "--tracking-uri", uri, "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=400,
+                             env=env_for(h.home, AUTOFUSION_HOME=str(tmp_path / "shared"), AUTOFUSION_MMAP_SHARE="0"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    c = tracking.client(uri)
+    trials = c.search_runs([c.get_experiment_by_name("image_text").experiment_id], "tags.`autofusion.kind` = 'trial'")
+    assert len(trials) >= 2 and all(t.info.status == "FINISHED" for t in trials)  # (a reference model may log one more)
+    assert any((tmp_path / "shared" / "cache").glob("*/image.npy"))  # the decoded images the trials mapped
 
 
 def test_a_wrong_token_is_named_in_one_line_within_seconds(head, tmp_path):

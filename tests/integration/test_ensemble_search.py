@@ -2,7 +2,8 @@
 tiny search rarely has trials to combine): the ensemble is tested once, logged as one pyfunc
 model in the search's run, named in the summary and the report, and ``autofusion promote``
 registers it; the registered model predicts raw inputs. The summary also says how surely the
-validation split ranks the best trial."""
+validation split ranks the best trial, and which inputs the search's model needs; every run
+says which data it saw, and the logged models how fast they answer."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from io import StringIO
 import mlflow
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 from autofusion import modelregistry, tracking
+from autofusion.cli import cli
 from autofusion.cli.tables import print_summary
+from autofusion.modelregistry.promotion import logged_model_id
 from autofusion.search import ensemble
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
@@ -60,7 +64,7 @@ def test_the_summary_says_how_surely_validation_ranks_the_best_trial(kept):
     report and the search's run (search/noise.py; its figures are tested in test_noise.py)."""
     result, uri, _ = kept
     n, metric = result.noise, result.settings.metric
-    assert n is not None and n.rows == result.data_summary["val"] and n.compared == 2
+    assert n is not None and n.rows == result.data_summary["val"] and n.compared == len(result.trials) - 1  # + trees
     assert n.low <= result.best.best_value <= n.high and set(n.tied) <= {t.number for t in result.trials}
     line = n.text(metric, result.best.best_value)
     out = StringIO()
@@ -90,3 +94,61 @@ def test_promote_registers_the_ensemble_and_it_predicts_raw_inputs(kept):
     assert len(pred) == 4 and set(pred["label"]) <= {"alpha", "beta", "gamma", "delta"}
     probs = pred[[col for col in pred.columns if col.startswith("prob_")]].to_numpy()
     assert probs.shape == (4, 4) and abs(probs.sum(axis=1) - 1).max() < 1e-5
+
+
+# --- issue 29: what the search's model says about itself (datasets, importance, latency) ----------
+
+def test_every_run_carries_its_datasets_with_the_data_fingerprint_as_digest(kept):
+    """MLflow's dataset lineage (tracking/datasets.py): the search run and each trial's run."""
+    result, uri, _ = kept
+    c = tracking.client(uri)
+    fingerprint = c.get_run(result.parent_run_id).data.params["data.fingerprint"]
+    for run_id in [result.parent_run_id, *(t.run_id for t in result.trials)]:
+        inputs = c.get_run(run_id).inputs.dataset_inputs
+        by_context = {t.value: d.dataset for d in inputs for t in d.tags if t.key == "mlflow.data.context"}
+        assert set(by_context) == {"training", "validation", "test"}, run_id
+        assert {d.digest for d in by_context.values()} == {fingerprint}
+        assert by_context["test"].name == "image_text-96-0-test" and "image" in by_context["test"].schema
+        assert f'"num_rows": {result.data_summary["val"]}' in by_context["validation"].profile
+
+
+def test_the_search_says_which_inputs_its_model_needs(kept):
+    """Importance of the search's model on validation and on test, in the summary, the search
+    run's metrics and the report (its figures: tests/unit/test_importance.py)."""
+    result, uri, _ = kept
+    val, test = result.importance, result.test_importance
+    assert val is not None and test is not None
+    assert sorted(i.name for i in val.inputs) == ["image", "text"] and val.rows == result.data_summary["val"]
+    assert (val.metric, test.metric) == (result.settings.metric, result.settings.metric.replace("val_", "test_"))
+    # the served model scores the test split as the search's own test evaluation did
+    final = result.bagged if result.bagged is not None else result.ensemble
+    assert test.base == pytest.approx(final.test_metrics[test.metric], abs=1e-6)
+    metrics = tracking.client(uri).get_run(result.parent_run_id).data.metrics
+    first = val.inputs[0]
+    assert metrics[f"importance.{first.name}"] == pytest.approx(first.removal.value)
+    assert metrics[f"test_importance_permutation.{first.name}.high"] == pytest.approx(
+        next(i for i in test.inputs if i.name == first.name).permutation.high)
+    assert metrics["importance_seconds"] > 0
+    out = StringIO()
+    print_summary(result, result.modalities, Console(file=out, width=1000))
+    assert "Importance: " + val.text() in out.getvalue()
+    page = open(result.report_path).read()
+    assert "Which inputs the model needs" in page and 'alt="input importance"' in page
+
+
+def test_the_logged_models_carry_their_served_latency_and_promote_copies_it(kept):
+    result, uri, _ = kept
+    c = tracking.client(uri)
+    assert set(result.latency) == {result.model_uri, result.final_model_uri}  # the best trial's, the search's
+    for model_uri, run_id in ((result.model_uri, result.best.run_id), (result.final_model_uri, result.parent_run_id)):
+        lat = result.latency[model_uri]
+        assert 0 < lat.p50_ms <= lat.p95_ms and lat.rows_per_s > 0 and lat.batch == 256
+        assert c.get_logged_model(logged_model_id(model_uri)).tags["autofusion.latency_p50_ms"] == f"{lat.p50_ms:.2f}"
+        assert c.get_run(run_id).data.tags["autofusion.rows_per_s"] == f"{lat.rows_per_s:.1f}"
+    p = modelregistry.promote(uri, search=result.parent_run_id, name="served")
+    tags = c.get_model_version("served", p.version).tags
+    assert tags["autofusion.latency_p95_ms"] == f"{result.latency[result.final_model_uri].p95_ms:.2f}"
+    assert tags["autofusion.tested_on"].startswith("image_text-96-0-test (digest ")
+    res = CliRunner().invoke(cli, ["models", "--tracking-uri", uri])
+    assert res.exit_code == 0 and "tested on" in res.output and "p50 ms" in res.output, res.output
+    assert tags["autofusion.latency_p50_ms"] in res.output

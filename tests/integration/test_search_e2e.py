@@ -119,3 +119,26 @@ def test_the_report_is_written_beside_the_store(searched):
     assert "<script" not in page and not re.search(r'(?:src|href)="https?:', page)
     assert f"<b>Best trial:</b> trial {result.best.number} " in page and "<h2>Ensemble</h2>" in page
     assert "report.html" in {a.path for a in tracking.client(uri).list_artifacts(result.parent_run_id)}
+
+
+def test_where_the_time_went_is_logged_with_the_search_and_printed(searched):
+    """The search's phases add up to its wall time, are the search run's metrics and are one
+    line of the summary."""
+    import io
+
+    from rich.console import Console
+
+    from autofusion.cli.tables import print_summary
+
+    result, uri, _ = searched
+    ph = result.phases
+    assert {"startup", "data", "features", "trials", "test", "ensemble", "logging", "shutdown"} <= set(ph)
+    assert all(v >= 0 for v in ph.values()) and ph["trials"] > 0
+    assert sum(ph.values()) == pytest.approx(result.wall_seconds)
+    logged = tracking.client(uri).get_run(result.parent_run_id).data.metrics
+    assert {k: v for k, v in logged.items() if k.startswith("phase_seconds.")} == pytest.approx(
+        {f"phase_seconds.{k}": round(v, 3) for k, v in ph.items()})
+    out = io.StringIO()
+    print_summary(result, result.modalities, Console(file=out, width=300))
+    line = next(ln for ln in out.getvalue().splitlines() if ln.startswith("Where the time went: "))
+    assert f"trials {ph['trials']:.1f}s" in line and line.endswith(f"= {result.wall_seconds:.1f}s")

@@ -37,7 +37,7 @@ def _search(tmp_path: Path, uri: str, *args: str, log: Path) -> subprocess.Popen
     env = {**os.environ, "AUTOFUSION_HOME": str(tmp_path / ".autofusion")}
     with open(log, "wb") as out:  # the child keeps its own copy of the handle
         return subprocess.Popen([exe, "search", "--task", "image_text", "--demo-samples", "48", "--concurrency", "1",
-                                 "--tracking-uri", uri, "--quiet", *args],
+                                 "--no-trees", "--bagging", "0", "--tracking-uri", uri, "--quiet", *args],
                                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 

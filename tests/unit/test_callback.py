@@ -61,7 +61,7 @@ def test_a_trial_stopped_early_is_recorded_pruned_with_its_best_epoch():
     _epoch(cb, t, 2, 0.75)
     cb.on_checkpoint(0, [], t, SimpleNamespace(path="/ckpt/a"))
     assert (rec.best_value, rec.best_epoch, rec.checkpoint, rec.num_params, rec.seconds) == (0.75, 2, "/ckpt/a", 1234, 3.0)
-    assert rec.fusion_weights == {"image": 0.7}
+    assert rec.input_weights == {"image": 0.7}
     logged = [c for c in writer.calls if c[0] == "log_metrics"]
     assert [c[2]["step"] for c in logged] == [1, 2]
     assert set(logged[0][1][1]) == {"val_accuracy", "train_loss", "num_params", "latency_ms", "epoch_seconds",

@@ -98,6 +98,7 @@ def test_missing_modality_does_not_leak(name, weights, in_dims):
     fusion = build(name, in_dims, weights).eval()
     feats = fake_feats(fusion)
     rows = torch.tensor([0, 2])
+    assert sorted(fusion.modalities) == sorted(in_dims)  # every input is checked below
     for m in fusion.modalities:
         present = all_present(fusion)
         present[m][rows] = False
@@ -141,7 +142,7 @@ def test_padded_positions_are_ignored(name):
 def test_fusion_weights_sum_to_one(name, weights, in_dims):
     fusion = build(name, in_dims, weights)
     fusion(fake_feats(fusion), all_present(fusion))
-    w = fusion.fusion_weights()
+    w = fusion.input_weights()
     assert w is not None and list(w) == list(in_dims)
     assert sum(w.values()) == pytest.approx(1.0, abs=1e-3)
 
@@ -150,7 +151,7 @@ def test_fusion_weights_sum_to_one(name, weights, in_dims):
 def test_fixed_weights_report_none(name):
     fusion = build(name, TWO, "fixed")
     fusion(fake_feats(fusion), all_present(fusion))
-    assert fusion.fusion_weights() is None
+    assert fusion.input_weights() is None
 
 
 def test_unknown_fusion_names_the_known_ones():

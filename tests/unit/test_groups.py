@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from autofusion.data.inspect import inspect_facts, inspect_manifest
+from autofusion.data.inspection import inspect_facts, inspect_manifest
 from autofusion.data.splits import TEST, TRAIN, VAL, assign_splits, group_keys
 from autofusion.errors import DataError
 from tests.unit.test_prepare import custom, png, prep, write

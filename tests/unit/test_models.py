@@ -1,5 +1,6 @@
-"""Every registered encoder with every fusion operator, for each task's modalities, builds
-and takes one training step on CPU; the model contract holds."""
+"""Every registered encoder with every fusion operator, for each task's modalities (tabular
+fields and sensor series included), builds and takes one training step on CPU; the model
+contract holds."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from autofusion.train.loop import fit
 from tests.helpers import fake_data, flat_config
 
 TASKS = {"image_text": ["image", "text"], "image_audio": ["image", "audio"],
-         "audio_video": ["audio", "video"], "text_audio": ["text", "audio"]}
-CHEAP = {"image": "small_cnn", "text": "embedding_bag", "audio": "wave_cnn", "video": "frame_pool"}
+         "audio_video": ["audio", "video"], "text_audio": ["text", "audio"],
+         "tabular_sensor": ["tabular", "sensor"]}
+CHEAP = {"image": "small_cnn", "text": "embedding_bag", "audio": "wave_cnn", "video": "frame_pool",
+         "tabular": "mlp", "sensor": "tcn"}
 DATA = {task: fake_data(mods, n=8) for task, mods in TASKS.items()}
 
 

@@ -98,7 +98,9 @@ def test_batched_resampled_metrics_equal_the_search_metrics(target):
     raw = torch.from_numpy(rng.normal(0, 1, (len(idx), data.meta.num_outputs)).astype(np.float32))
     outputs = probabilities(raw, target)
     draws = torch.from_numpy(rng.integers(0, len(idx), (4, len(idx))))
-    for metric in output_metrics(raw, y, data.meta, prefix="val"):
+    metrics = output_metrics(raw, y, data.meta, prefix="val")
+    assert metrics  # the loop below compares something
+    for metric in metrics:
         got = resampled(outputs, y, draws, data.meta, metric)
         want = [output_metrics(as_outputs(outputs, target)[d], y[d], data.meta, prefix="val")[metric] for d in draws]
         assert got == pytest.approx(want, abs=1e-5), metric

@@ -18,7 +18,7 @@ import yaml
 from PIL import Image
 from rich.console import Console
 
-from autofusion.data.inspect import inspect_facts, inspect_manifest
+from autofusion.data.inspection import inspect_facts, inspect_manifest
 from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TEST, TRAIN, VAL
 from autofusion.errors import ConfigError, DataError
@@ -443,7 +443,7 @@ def test_video_decodes(tmp_path):
 
 def test_inspect_facts(tmp_path):
     path = bad_dataset(tmp_path)
-    f = inspect_facts(path, seed=0, home=tmp_path / "home")
+    f = inspect_facts(path, task="image_text", seed=0, home=tmp_path / "home")
     assert f["task"] == "image_text" and f["format"] == "csv" and f["rows"] == 24
     assert f["roles"] == {"image": "image", "text": "caption", "label": "label"}
     assert any(c.startswith("image.size=16") for c in f["chosen"])
@@ -489,15 +489,18 @@ def test_inspect_with_a_split_column_and_regression(tmp_path):
     assert f["split"]["test"] == 5 and f["split"]["val"] > 0
 
 
-def test_inspect_infers_the_task_from_columns(tmp_path):
+def test_inspect_without_a_task_reads_the_manifest_as_search_data_does(tmp_path):
+    """No --task: the space a search with --data alone assembles from the columns."""
+    from autofusion.spaces.auto import write_auto_space
+
     records = rows(tmp_path, audio=True)
-    assert inspect_facts(write(records, tmp_path / "m.csv"), home=tmp_path / "home")["task"] == "image_audio"
-    both = [{**r, "text": "hello"} for r in records]
-    path = write(both, tmp_path / "both.csv")
-    with pytest.raises(DataError) as info:
-        inspect_facts(path, home=tmp_path / "home")
-    assert str(info.value) == f"{path}: the columns fit several tasks (image_audio, image_text, text_audio); pick one with --task"
-    assert inspect_facts(path, task="text_audio", home=tmp_path / "home")["modalities"] == ["text", "audio"]
+    path = write(records, tmp_path / "m.csv")
+    f = inspect_facts(path, home=tmp_path / "home")
+    assert (f["task"], f["modalities"]) == ("m", ["image", "audio"])
+    assert f["space"] == str(write_auto_space(path, home=tmp_path / "home").path)
+    both = write([{**r, "text": f"hello there number {i}"} for i, r in enumerate(records)], tmp_path / "both.csv")
+    assert inspect_facts(both, home=tmp_path / "home")["modalities"] == ["image", "text", "audio"]
+    assert inspect_facts(both, task="text_audio", home=tmp_path / "home")["modalities"] == ["text", "audio"]
 
 
 def test_inspect_still_raises_for_unusable_manifests(tmp_path):
@@ -505,7 +508,7 @@ def test_inspect_still_raises_for_unusable_manifests(tmp_path):
     with pytest.raises(DataError) as info:
         inspect_facts(path, task="image_text", home=tmp_path / "home")
     assert str(info.value) == f"{path}: no label column; columns are image, caption; name one with --columns label=COLUMN"
-    path = write([{"x": 1, "label": "a"}], tmp_path / "x.csv")
+    path = write([{"label": "a"}, {"label": "b"}], tmp_path / "x.csv")
     with pytest.raises(DataError) as info:
         inspect_facts(path, home=tmp_path / "home")
-    assert str(info.value).startswith(f"{path}: no built-in task has a column for each of its modalities; columns: x, label;")
+    assert str(info.value).startswith(f"{path.resolve()}: no column of any modality")

@@ -128,7 +128,7 @@ def test_frozen_outputs_are_cached_once_and_reused_without_a_forward_pass(tmp_pa
     assert {i["encoder"]: i["cache"] for i in again.meta.feature_infos.values() if "cache" in i} == \
         {"timm": "reused", "hf_text": "reused"}
     for k in keys:
-        assert isinstance(again.features[k]["tokens"], np.memmap)  # memory-mapped from disk
+        assert isinstance(again.features[k]["tokens"].values, np.memmap)  # memory-mapped from disk
         for n, a in first[k].items():
             np.testing.assert_array_equal(again.features[k][n], a)
 
@@ -195,3 +195,35 @@ def test_only_what_the_strategies_need_is_computed(tmp_path, models, demos):
         data = prepare_data(demos["image_text"], space, seed=0, home=tmp_path / "home")
         build_features(data, space, home=tmp_path / "home")
         assert {k.split("hf_text-")[1][10:] for k in data.features if "hf_text" in k} == expect
+
+
+def test_an_interrupted_embedding_run_resumes_at_its_last_chunk(tmp_path, models, demos, monkeypatch):
+    """Ctrl-C while the frozen outputs are computed: the next run embeds only what is left."""
+    import autofusion.features as features
+
+    encs = {"image": {"timm": choices(models, "image", "timm")}, "text": {"embedding_bag": {}}}
+    space = space_file(tmp_path, encs)
+    home = tmp_path / "home"
+    monkeypatch.setattr(features, "embed_chunk", lambda: 8)  # 32 distinct images: 4 chunks
+    outputs = PretrainedEncoder.outputs
+    seen: list[int] = []
+
+    def interrupted(enc, x):
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        seen.append(len(x))
+        return outputs(enc, x)
+
+    monkeypatch.setattr(PretrainedEncoder, "outputs", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_features(prepare_data(demos["image_text"], space, seed=0, home=home), space, home=home)
+    assert seen == [8, 8]
+    monkeypatch.setattr(PretrainedEncoder, "outputs", lambda enc, x: seen.append(len(x)) or outputs(enc, x))
+    data = prepare_data(demos["image_text"], space, seed=0, home=home)
+    build_features(data, space, home=home)
+    assert seen == [8, 8, 8, 8]  # the two chunks written before the interruption were kept
+    key = next(k for k in data.features if k.endswith("@frozen"))
+    whole = prepare_data(demos["image_text"], space, seed=0, home=tmp_path / "other")
+    build_features(whole, space, home=tmp_path / "other")  # one uninterrupted run
+    for name, a in data.features[key].items():
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(whole.features[key][name]))

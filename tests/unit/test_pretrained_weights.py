@@ -82,7 +82,7 @@ def test_weights_list_and_pull_commands(caches):
     (caches / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"0" * 1024)
     out = CliRunner().invoke(cli, ["weights", "list"])
     assert out.exit_code == 0, out.output
-    assert "tiny/bert" in out.output and "resnet18-f37072fd.pth" in out.output and "2 cached" in out.output
+    assert "tiny/bert" in out.output and "resnet18-f37072fd.pth" in out.output and "2 more in the caches" in out.output
     assert weights.torchvision_model("resnet18").path.endswith("resnet18-f37072fd.pth")
     out = CliRunner().invoke(cli, ["weights", "pull", "nobody/tiny-bert"])  # offline: one line, exit 2
     assert out.exit_code == 2 and out.output.count("\n") == 1 and "weights pull nobody/tiny-bert" in out.output

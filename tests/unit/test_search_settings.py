@@ -50,7 +50,8 @@ def test_objectives_switch_to_fifo_and_nsga2_gets_one():
 
 @pytest.mark.parametrize("opts,message", [
     (SearchOptions(metric="val_rmse"), "unknown metric 'val_rmse' for classification targets; known: "
-                                       "val_loss, val_accuracy, val_f1_macro, val_recall_macro, val_precision_macro"),
+                                       "val_loss, val_accuracy, val_f1_macro, val_recall_macro, val_precision_macro, val_roc_auc, val_pr_auc, "
+                                       "val_log_loss"),
     (SearchOptions(objectives=("speed",)), "unknown objective 'speed'; known: num_params, latency_ms"),
     (SearchOptions(cpus_per_trial=1.5), "--cpus-per-trial above 1 must be a whole number, but got 1.5"),
     (SearchOptions(gpus_per_trial=1.5), "--gpus-per-trial above 1 must be a whole number, but got 1.5"),

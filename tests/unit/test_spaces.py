@@ -138,7 +138,9 @@ def test_parameters_exist_only_for_the_choice_picked(task):
     space = load_space(task)
     keys = choice_keys(space)
     picked: dict[str, set[str]] = {k: set() for k in keys}
-    for flat in sample(task, 150, seed=1):
+    flats = sample(task, 150, seed=1)
+    assert keys and len(flats) == 150
+    for flat in flats:
         expected: set[str] = set()
         for key, (prefix, section) in keys.items():
             name = flat[key]
@@ -168,7 +170,9 @@ def test_sampled_values_lie_in_their_distributions(task):
         where.update({f"{prefix}.{p}": v for p, v in section.shared.items()})
     where.update({"head.hidden": f.head.hidden, "head.dropout": f.head.dropout})
     where.update({f"train.{k}": getattr(f.train, k) for k in ("batch_size", "modality_dropout", "grad_clip", "amp")})
-    for flat in sample(task, 60, seed=2):
+    flats = sample(task, 60, seed=2)
+    assert len(flats) == 60 and all(set(flat) & set(where) for flat in flats)  # every draw has values to check
+    for flat in flats:
         for k, v in flat.items():
             if k in where:
                 d = where[k]
@@ -205,7 +209,7 @@ def to_flat(tc: TrialConfig, modalities: list[str]) -> dict[str, Any]:
     put("optimizer.type", "optimizer", tc.optimizer)
     put("lr_schedule.type", "lr_schedule", tc.lr_schedule)
     flat.update({
-        "fusion.weights": tc.fusion_weights, "head.hidden": tc.head_hidden, "head.dropout": tc.head_dropout,
+        "fusion.weights": tc.fusion_weighting, "head.hidden": tc.head_hidden, "head.dropout": tc.head_dropout,
         "loss.aux_weight": tc.aux_weight, "optimizer.lr": tc.lr, "optimizer.weight_decay": tc.weight_decay,
         "lr_schedule.warmup_epochs": tc.warmup_epochs, "train.batch_size": tc.batch_size or "auto",
         "train.epochs": tc.epochs, "train.modality_dropout": tc.modality_dropout,
@@ -219,7 +223,9 @@ def to_flat(tc: TrialConfig, modalities: list[str]) -> dict[str, Any]:
 @pytest.mark.parametrize("task", TASKS)
 def test_trial_config_round_trips(task):
     modalities = load_space(task).modalities
-    for flat in sample(task, 40, seed=3):
+    flats = sample(task, 40, seed=3)
+    assert len(flats) == 40
+    for flat in flats:
         tc = TrialConfig.from_flat(flat, modalities)
         assert to_flat(tc, modalities) == flat
         assert TrialConfig.from_flat(to_flat(tc, modalities), modalities) == tc
@@ -445,9 +451,11 @@ INVALID: list[tuple[str, dict[tuple[str, ...], Any], str]] = [
      "search.sampler: Input should be 'tpe', 'random', 'cmaes', 'gp' or 'nsga2' (got 'grid')"),
     ("unknown-metric", {("search", "metric"): "val_acc"},
      "search.metric: unknown metric 'val_acc' for any target; known: val_loss, val_accuracy, val_f1_macro, "
-     "val_recall_macro, val_precision_macro, val_f1_micro, val_exact_match, val_rmse, val_mae, val_r2"),
+     "val_recall_macro, val_precision_macro, val_roc_auc, val_pr_auc, val_log_loss, val_f1_micro, val_exact_match, "
+     "val_rmse, val_mae, val_r2"),
     ("metric-for-another-target", {("search", "metric"): "val_rmse", ("data",): {"target": "classification"}},
-     "search.metric: unknown metric 'val_rmse' for classification targets; known: val_loss, val_accuracy, val_f1_macro, val_recall_macro, val_precision_macro"),
+     "search.metric: unknown metric 'val_rmse' for classification targets; known: val_loss, val_accuracy, val_f1_macro, "
+     "val_recall_macro, val_precision_macro, val_roc_auc, val_pr_auc, val_log_loss"),
     ("unknown-objective", {("search", "objectives"): ["params"]},
      "search.objectives: unknown objective 'params'; known: num_params, latency_ms"),
 ]

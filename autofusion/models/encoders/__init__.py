@@ -7,6 +7,7 @@ from autofusion.models.encoders import (  # noqa: F401
     classical,
     hf,
     image,
+    pair,
     sensor,
     tabular,
     text,

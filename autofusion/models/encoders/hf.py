@@ -21,6 +21,7 @@ from autofusion.modalities.base import Normalize
 from autofusion.modalities.text import as_text
 from autofusion.models import weights
 from autofusion.models.base import register_encoder
+from autofusion.models.masking import masked_mean
 from autofusion.models.encoders.pretrained import (
     ModelInputs,
     PixelInputs,
@@ -52,11 +53,6 @@ def load_model(extra: dict, load: bool) -> nn.Module:
     if load:
         return AutoModel.from_pretrained(extra["source"], dtype=torch.float32)
     return AutoModel.from_config(config_from(extra["config"]), dtype=torch.float32)  # not the config's fp16
-
-
-def _masked_mean(h: Tensor, mask: Tensor) -> Tensor:
-    keep = mask.unsqueeze(-1).to(h.dtype)
-    return (h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
 
 
 # --- text ---------------------------------------------------------------------------------------
@@ -139,7 +135,7 @@ class HFText(PretrainedEncoder):
     def encode(self, x: Any) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
         mask = x["attention_mask"].long()
         h = self.backbone(input_ids=x["input_ids"].long(), attention_mask=mask).last_hidden_state
-        return {"pooled": _masked_mean(h, mask), "cls": h[:, 0]}, h, mask == 0
+        return {"pooled": masked_mean(h, mask == 0), "cls": h[:, 0]}, h, mask == 0
 
     def pick(self, out: dict[str, Tensor]) -> Tensor:
         return out["cls"] if self.pooling == "cls" else out["pooled"]

@@ -39,7 +39,9 @@ from autofusion.models.base import Encoder, Tokens
 from autofusion.models.features import FeatureExtractor
 from autofusion.models.weights import Weights
 
-EMBED_BATCH = 32  # rows per forward pass when the frozen outputs are computed
+EMBED_BATCH = 32  # rows per forward pass when the frozen outputs are computed on a CPU (the least on a GPU)
+MAX_EMBED_BATCH = 512  # the most on a GPU, whatever its memory
+GPU_MEMORY_SHARE = 0.5  # of the GPU's free memory, what one batch may take
 FROZEN_OUTPUTS_VERSION = 1  # part of every feature-cache key: raise it when embed() changes
 
 
@@ -158,11 +160,21 @@ class FrozenOutputs(FeatureExtractor):
 
     def embed(self, arrays: dict[str, np.ndarray], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """The outputs of model-input ``arrays`` (the backbone is loaded here and dropped after)."""
-        encoder = self.encoder_cls(self.base_info, **self.params)
-        try:
-            return embed(encoder, arrays, progress=progress)
-        finally:
-            del encoder
+        return self.embedder()(arrays, progress)
+
+    def embedder(self) -> Callable[..., dict[str, np.ndarray]]:
+        """A function ``(model-input arrays, progress=None) -> outputs`` for calls chunk after
+        chunk: it loads the backbone on its first call (never, on a cache hit) and keeps it, with
+        the batch size the device's memory allows, until it is dropped."""
+        held: dict[str, Any] = {}
+
+        def run(arrays: dict[str, np.ndarray], progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+            if "encoder" not in held:
+                held["encoder"] = self.encoder_cls(self.base_info, **self.params)
+                held["batch"] = embed_batch_size(held["encoder"], arrays)
+            return embed(held["encoder"], arrays, batch_size=held["batch"], progress=progress)
+
+        return run
 
     def identity(self) -> dict:
         return {"frozen": FROZEN_OUTPUTS_VERSION, "encoder": self.encoder_cls.__name__, **self.inputs.identity()}
@@ -310,7 +322,7 @@ def top_blocks(encoder: PretrainedEncoder, n: int) -> list[nn.Parameter]:
 def embed(encoder: PretrainedEncoder, arrays: dict[str, np.ndarray], *, batch_size: int = EMBED_BATCH,
           progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """Frozen outputs of every row, in batches, on the GPU when there is one: float arrays as
-    float16, the pad mask as bool."""
+    float16, the pad mask as bool. Callers hand it a chunk at a time (``autofusion.features``)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     encoder.to(device).eval()
     n = len(next(iter(arrays.values())))
@@ -325,6 +337,40 @@ def embed(encoder: PretrainedEncoder, arrays: dict[str, np.ndarray], *, batch_si
         if progress is not None:
             progress(min(batch_size, n - start))
     return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def embed_chunk() -> int:
+    """Distinct cells per chunk written to the feature cache: what an interrupted run redoes at most."""
+    return MAX_EMBED_BATCH if torch.cuda.is_available() else 8 * EMBED_BATCH
+
+
+def batch_for_memory(free_bytes: float, row_bytes: float) -> int:
+    """Rows per batch when a row takes ``row_bytes`` of a GPU with ``free_bytes`` free: a
+    multiple of :data:`EMBED_BATCH` filling :data:`GPU_MEMORY_SHARE` of it, at most
+    :data:`MAX_EMBED_BATCH`."""
+    fit = int(GPU_MEMORY_SHARE * free_bytes / max(row_bytes, 1.0)) // EMBED_BATCH * EMBED_BATCH
+    return max(EMBED_BATCH, min(MAX_EMBED_BATCH, fit))
+
+
+@torch.no_grad()
+def embed_batch_size(encoder: PretrainedEncoder, arrays: dict[str, np.ndarray]) -> int:
+    """:data:`EMBED_BATCH` on a CPU; on a GPU, from its free memory and what a first batch of
+    :data:`EMBED_BATCH` rows took there (activations grow with the batch, the weights do not)."""
+    if not torch.cuda.is_available():
+        return EMBED_BATCH
+    device = torch.device("cuda")
+    encoder.to(device).eval()
+    n = min(EMBED_BATCH, len(next(iter(arrays.values()))))
+    if n == 0:
+        return EMBED_BATCH
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    embed(encoder, {k: v[:n] for k, v in arrays.items()}, batch_size=n)
+    torch.cuda.synchronize(device)
+    row = (torch.cuda.max_memory_allocated(device) - before) / n
+    free, _ = torch.cuda.mem_get_info(device)
+    return batch_for_memory(free, row)
 
 
 def decode_cells(cells: Sequence[Any], decode: Callable[[Any], np.ndarray], empty: np.ndarray) -> np.ndarray:

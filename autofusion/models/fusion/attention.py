@@ -7,16 +7,8 @@ from torch import Tensor, nn
 
 from autofusion.components import Rate, Size
 from autofusion.models.base import Fusion, Tokens, register_fusion
-from autofusion.models.fusion._common import (
-    batch_info,
-    masked_mean,
-    presence,
-    projections,
-    round_up,
-    token_inputs,
-    unmask_empty_rows,
-    weighted_sum,
-)
+from autofusion.models.fusion._common import projections, round_up, unmask_empty_rows, weighted_sum
+from autofusion.models.masking import masked_mean
 
 
 @register_fusion("attention")
@@ -28,19 +20,20 @@ class CrossModalAttention(Fusion):
     """
 
     uses_tokens = True
+    min_inputs = 2  # each input attends to the others
 
     def __init__(
         self,
         in_dims: dict[str, int],
         num_outputs: int,
-        weights: str = "fixed",
+        weighting: str = "fixed",
         *,
         dim: Size = 64,
         heads: Size = 4,
         dropout: Rate = 0.1,
         ffn: bool = True,
     ) -> None:
-        super().__init__(in_dims, num_outputs, weights)
+        super().__init__(in_dims, num_outputs, weighting)
         dim = round_up(dim, heads)
         m = len(in_dims)
         self.proj = projections(in_dims, dim)
@@ -63,10 +56,8 @@ class CrossModalAttention(Fusion):
         self.out_dim = dim
 
     def forward(self, feats: dict[str, Tokens], present: dict[str, Tensor]) -> Tensor:
-        pm, keep = presence(self.modalities, present, *batch_info(feats))
-        toks, masks, pooled = token_inputs(feats, self.modalities, keep)
-        w = self.weighting(pooled, pm)
-        hs = [p(t) for p, t in zip(self.proj, toks)]
+        x = self.open(feats, present)
+        hs, masks = [p(t) for p, t in zip(self.proj, x.tokens)], x.masks
 
         parts = []
         for i, (h, mask) in enumerate(zip(hs, masks)):
@@ -78,8 +69,8 @@ class CrossModalAttention(Fusion):
             att, _ = self.attn[i](
                 h, kv, kv, key_padding_mask=unmask_empty_rows(kmask), need_weights=False
             )
-            x = self.norm1[i](h + self.drop(att) * has_keys)
+            y = self.norm1[i](h + self.drop(att) * has_keys)
             if self.ffn is not None and self.norm2 is not None:
-                x = self.norm2[i](x + self.drop(self.ffn[i](x)))
-            parts.append(masked_mean(x, mask))
-        return weighted_sum(parts, w)
+                y = self.norm2[i](y + self.drop(self.ffn[i](y)))
+            parts.append(masked_mean(y, mask))
+        return weighted_sum(parts, x.weights)

@@ -7,16 +7,8 @@ from torch import Tensor, nn
 
 from autofusion.components import Rate, Size
 from autofusion.models.base import Fusion, Tokens, register_fusion
-from autofusion.models.fusion._common import (
-    batch_info,
-    masked_mean,
-    presence,
-    projections,
-    round_up,
-    token_inputs,
-    unmask_empty_rows,
-    weighted_sum,
-)
+from autofusion.models.fusion._common import projections, round_up, unmask_empty_rows, weighted_sum
+from autofusion.models.masking import masked_mean
 
 
 @register_fusion("early")
@@ -34,14 +26,14 @@ class EarlyFusion(Fusion):
         self,
         in_dims: dict[str, int],
         num_outputs: int,
-        weights: str = "fixed",
+        weighting: str = "fixed",
         *,
         dim: Size = 64,
         heads: Size = 4,
         layers: Size = 1,
         dropout: Rate = 0.1,
     ) -> None:
-        super().__init__(in_dims, num_outputs, weights)
+        super().__init__(in_dims, num_outputs, weighting)
         dim = round_up(dim, heads)
         self.proj = projections(in_dims, dim)
         self.type_embed = nn.Parameter(torch.randn(len(in_dims), dim) * 0.02)
@@ -52,11 +44,8 @@ class EarlyFusion(Fusion):
         self.out_dim = dim
 
     def forward(self, feats: dict[str, Tokens], present: dict[str, Tensor]) -> Tensor:
-        batch, device = batch_info(feats)
-        pm, keep = presence(self.modalities, present, batch, device)
-        toks, masks, pooled = token_inputs(feats, self.modalities, keep)
-        w = self.weighting(pooled, pm)
-
+        x = self.open(feats, present)
+        toks, masks = x.tokens, x.masks
         seq = torch.cat(
             [proj(t) + self.type_embed[i] for i, (proj, t) in enumerate(zip(self.proj, toks))],
             dim=1,
@@ -70,4 +59,4 @@ class EarlyFusion(Fusion):
             end = start + t.shape[1]
             parts.append(masked_mean(out[:, start:end], m))
             start = end
-        return weighted_sum(parts, w)
+        return weighted_sum(parts, x.weights)

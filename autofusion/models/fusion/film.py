@@ -10,14 +10,8 @@ from torch import Tensor, nn
 from autofusion.components import NameOf, Size
 from autofusion.errors import ConfigError
 from autofusion.models.base import Fusion, Tokens, register_fusion
-from autofusion.models.fusion._common import (
-    batch_info,
-    masked_mean,
-    presence,
-    relative_weights,
-    token_inputs,
-    zero_missing,
-)
+from autofusion.models.fusion._common import relative_weights
+from autofusion.models.masking import masked_mean, zero_missing
 
 
 @register_fusion("film")
@@ -30,17 +24,18 @@ class FiLMFusion(Fusion):
     """
 
     uses_tokens = True
+    min_inputs = 2  # one input modulated by the others
 
     def __init__(
         self,
         in_dims: dict[str, int],
         num_outputs: int,
-        weights: str = "fixed",
+        weighting: str = "fixed",
         *,
         dim: Size = 64,
         target: Annotated[str | None, NameOf("modality")] = None,
     ) -> None:
-        super().__init__(in_dims, num_outputs, weights)
+        super().__init__(in_dims, num_outputs, weighting)
         if target is None:
             target = self.modalities[0]
         if target not in in_dims:
@@ -61,11 +56,8 @@ class FiLMFusion(Fusion):
         self.out_dim = 2 * dim
 
     def forward(self, feats: dict[str, Tokens], present: dict[str, Tensor]) -> Tensor:
-        batch, device = batch_info(feats)
-        pm, keep = presence(self.modalities, present, batch, device)
-        toks, masks, pooled = token_inputs(feats, self.modalities, keep)
-        w = self.weighting(pooled, pm)
-
+        x = self.open(feats, present)
+        toks, masks, pooled, keep, w = x.tokens, x.masks, x.pooled, x.keep, x.weights
         if self.others:
             c = torch.stack(
                 [
@@ -79,9 +71,9 @@ class FiLMFusion(Fusion):
             wo = wo / wo.sum(dim=1, keepdim=True).clamp_min(1e-12)
             cond = torch.einsum("bk,bkd->bd", wo, c)
         else:
-            cond = toks[self.t].new_zeros(batch, self.dim)
+            cond = toks[self.t].new_zeros(x.batch, self.dim)
 
         gamma, beta = self.film(cond).unsqueeze(1).chunk(2, dim=-1)
         h = torch.relu((1 + gamma) * self.target_proj(toks[self.t]) + beta)
-        target = masked_mean(h, masks[self.t]) * relative_weights(w, pm)[:, self.t : self.t + 1]
+        target = masked_mean(h, masks[self.t]) * relative_weights(w, x.present)[:, self.t : self.t + 1]
         return torch.cat([zero_missing(target, keep[:, self.t]), cond], dim=-1)

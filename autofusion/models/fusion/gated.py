@@ -7,12 +7,7 @@ from torch import Tensor, nn
 
 from autofusion.components import Size
 from autofusion.models.base import Fusion, register_fusion
-from autofusion.models.fusion._common import (
-    batch_info,
-    pooled_inputs,
-    presence,
-    projections,
-)
+from autofusion.models.fusion._common import projections
 
 
 @register_fusion("gated")
@@ -25,22 +20,19 @@ class GatedMultimodalUnit(Fusion):
     """
 
     def __init__(
-        self, in_dims: dict[str, int], num_outputs: int, weights: str = "fixed", *, dim: Size = 64
+        self, in_dims: dict[str, int], num_outputs: int, weighting: str = "fixed", *, dim: Size = 64
     ) -> None:
-        super().__init__(in_dims, num_outputs, weights)
+        super().__init__(in_dims, num_outputs, weighting)
         self.dim = dim
         self.hidden = projections(in_dims, dim, act=nn.Tanh)
         self.gate_z = nn.Linear(sum(in_dims.values()), len(in_dims) * dim)
         self.out_dim = dim
 
     def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
-        batch, device = batch_info(feats)
-        pm, keep = presence(self.modalities, present, batch, device)
-        xs = pooled_inputs(feats, self.modalities, keep)
-        w = self.weighting(xs, pm)
-        h = torch.stack([f(x) for f, x in zip(self.hidden, xs)], dim=1)  # [B, M, dim]
-        z = self.gate_z(torch.cat(xs, dim=-1)).view(batch, len(xs), self.dim)
-        z = z + torch.log(w.clamp_min(1e-12)).unsqueeze(-1)
-        z = z.masked_fill(~keep.unsqueeze(-1), -1e4)
+        x = self.open(feats, present)
+        h = torch.stack([f(v) for f, v in zip(self.hidden, x.pooled)], dim=1)  # [B, M, dim]
+        z = self.gate_z(torch.cat(x.pooled, dim=-1)).view(x.batch, len(x.pooled), self.dim)
+        z = z + torch.log(x.weights.clamp_min(1e-12)).unsqueeze(-1)
+        z = z.masked_fill(~x.keep.unsqueeze(-1), -1e4)
         z = torch.softmax(z.float(), dim=1).to(h.dtype)
         return (z * h).sum(dim=1)

@@ -8,12 +8,7 @@ from torch import Tensor, nn
 
 from autofusion.components import Ge, Rate
 from autofusion.models.base import Fusion, register_fusion
-from autofusion.models.fusion._common import (
-    batch_info,
-    pooled_inputs,
-    presence,
-    weighted_sum,
-)
+from autofusion.models.fusion._common import weighted_sum
 
 
 @register_fusion("late")
@@ -30,12 +25,12 @@ class LateFusion(Fusion):
         self,
         in_dims: dict[str, int],
         num_outputs: int,
-        weights: str = "fixed",
+        weighting: str = "fixed",
         *,
         hidden: Annotated[int, Ge(0)] = 64,
         dropout: Rate = 0.0,
     ) -> None:
-        super().__init__(in_dims, num_outputs, weights)
+        super().__init__(in_dims, num_outputs, weighting)
         heads: list[nn.Module] = []
         for d in in_dims.values():
             if hidden > 0:
@@ -51,7 +46,5 @@ class LateFusion(Fusion):
         self.out_dim = num_outputs
 
     def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
-        pm, keep = presence(self.modalities, present, *batch_info(feats))
-        xs = pooled_inputs(feats, self.modalities, keep)
-        w = self.weighting(xs, pm)
-        return weighted_sum([h(x) for h, x in zip(self.heads, xs)], w)
+        x = self.open(feats, present)
+        return weighted_sum([h(v) for h, v in zip(self.heads, x.pooled)], x.weights)

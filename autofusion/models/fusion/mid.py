@@ -7,13 +7,7 @@ from torch import Tensor, nn
 
 from autofusion.components import Size
 from autofusion.models.base import Fusion, register_fusion
-from autofusion.models.fusion._common import (
-    batch_info,
-    pooled_inputs,
-    presence,
-    projections,
-    relative_weights,
-)
+from autofusion.models.fusion._common import projections, relative_weights
 
 
 @register_fusion("mid")
@@ -25,15 +19,14 @@ class MidFusion(Fusion):
     """
 
     def __init__(
-        self, in_dims: dict[str, int], num_outputs: int, weights: str = "fixed", *, dim: Size = 64
+        self, in_dims: dict[str, int], num_outputs: int, weighting: str = "fixed", *, dim: Size = 64
     ) -> None:
-        super().__init__(in_dims, num_outputs, weights)
+        super().__init__(in_dims, num_outputs, weighting)
         self.proj = projections(in_dims, dim, act=nn.ReLU)
         self.out_dim = dim * len(in_dims)
 
     def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
-        pm, keep = presence(self.modalities, present, *batch_info(feats))
-        xs = pooled_inputs(feats, self.modalities, keep)
-        r = relative_weights(self.weighting(xs, pm), pm)
-        blocks = [p(x) * r[:, i : i + 1] for i, (p, x) in enumerate(zip(self.proj, xs))]
+        x = self.open(feats, present)
+        r = relative_weights(x.weights, x.present)
+        blocks = [p(v) * r[:, i : i + 1] for i, (p, v) in enumerate(zip(self.proj, x.pooled))]
         return torch.cat(blocks, dim=-1)

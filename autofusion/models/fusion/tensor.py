@@ -10,14 +10,8 @@ from torch import Tensor, nn
 from autofusion.components import Size
 from autofusion.errors import ConfigError
 from autofusion.models.base import Fusion, register_fusion
-from autofusion.models.fusion._common import (
-    batch_info,
-    pooled_inputs,
-    presence,
-    projections,
-    relative_weights,
-    zero_missing,
-)
+from autofusion.models.fusion._common import projections, relative_weights
+from autofusion.models.masking import zero_missing
 
 _MAX_TFN_WEIGHTS = 50_000_000
 
@@ -33,19 +27,21 @@ class TensorFusion(Fusion):
     modalities, flattened, then ``Linear+ReLU`` to ``out``.
 
     A missing modality contributes ``[0, ..., 0, 1]``: only the other modalities' terms
-    remain. Size grows as ``(dim + 1) ** M``; keep ``dim`` small.
+    remain. Size grows as ``(dim + 1) ** M``; keep ``dim`` small, and the inputs few.
     """
+
+    max_inputs = 4  # (dim + 1) ** inputs weights: a space assembled from the data leaves it out above
 
     def __init__(
         self,
         in_dims: dict[str, int],
         num_outputs: int,
-        weights: str = "fixed",
+        weighting: str = "fixed",
         *,
         dim: Size = 16,
         out: Size = 64,
     ) -> None:
-        super().__init__(in_dims, num_outputs, weights)
+        super().__init__(in_dims, num_outputs, weighting)
         self.proj = projections(in_dims, dim)
         n = (dim + 1) ** len(in_dims)
         if n * out > _MAX_TFN_WEIGHTS:
@@ -58,12 +54,11 @@ class TensorFusion(Fusion):
         self.out_dim = out
 
     def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
-        pm, keep = presence(self.modalities, present, *batch_info(feats))
-        xs = pooled_inputs(feats, self.modalities, keep)
-        r = relative_weights(self.weighting(xs, pm), pm)
+        x = self.open(feats, present)
+        r = relative_weights(x.weights, x.present)
         fused: Tensor | None = None
-        for i, (p, x) in enumerate(zip(self.proj, xs)):
-            z = _with_one(zero_missing(p(x), keep[:, i]) * r[:, i : i + 1])
+        for i, (p, v) in enumerate(zip(self.proj, x.pooled)):
+            z = _with_one(zero_missing(p(v), x.keep[:, i]) * r[:, i : i + 1])
             fused = z if fused is None else (fused.unsqueeze(-1) * z.unsqueeze(1)).flatten(1)
         assert fused is not None
         return self.post(fused)
@@ -79,12 +74,12 @@ class LowRankTensorFusion(Fusion):
         self,
         in_dims: dict[str, int],
         num_outputs: int,
-        weights: str = "fixed",
+        weighting: str = "fixed",
         *,
         rank: Size = 4,
         out: Size = 64,
     ) -> None:
-        super().__init__(in_dims, num_outputs, weights)
+        super().__init__(in_dims, num_outputs, weighting)
         # std 1/sqrt(d+1) keeps each factor's output near unit scale, so the product over
         # modalities neither vanishes nor explodes at init whatever their number.
         self.factors = nn.ParameterList(
@@ -96,12 +91,11 @@ class LowRankTensorFusion(Fusion):
         self.out_dim = out
 
     def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
-        pm, keep = presence(self.modalities, present, *batch_info(feats))
-        xs = pooled_inputs(feats, self.modalities, keep)
-        r = relative_weights(self.weighting(xs, pm), pm)
+        x = self.open(feats, present)
+        r = relative_weights(x.weights, x.present)
         fused: Tensor | None = None
-        for i, (factor, x) in enumerate(zip(self.factors, xs)):
-            f = torch.einsum("bd,rdo->bro", _with_one(x * r[:, i : i + 1]), factor)
+        for i, (factor, v) in enumerate(zip(self.factors, x.pooled)):
+            f = torch.einsum("bd,rdo->bro", _with_one(v * r[:, i : i + 1]), factor)
             fused = f if fused is None else fused * f
         assert fused is not None
         return torch.einsum("r,bro->bo", self.rank_weights, fused) + self.bias

@@ -1,0 +1,163 @@
+"""The gradient-boosted trees member: LightGBM over one flat row of features per sample, built
+from what the search already has for each input (AutoGluon's multimodal result is a weighted
+ensemble of neural networks and tree models fed the tabular fields and text features).
+
+Each input becomes a block of columns:
+
+- the tabular fields: standardised numbers (NaN where missing: LightGBM learns where a
+  missing value goes) and category ids, declared categorical;
+- an input with a fitted feature extractor that gives one array (TF-IDF of a text column,
+  pixel statistics of an image, MFCC statistics of a clip): its features, reduced to
+  ``MAX_COLUMNS`` components by a truncated SVD fitted on the training rows when wider (a
+  40,000-column TF-IDF becomes 64 columns of its main directions).
+
+Inputs without such features (a raw clip, a video) are left out. What is fitted (the SVD
+components, the block layout) is saved as JSON and ``.npy`` arrays and the booster in
+LightGBM's own text format: nothing is pickled, and serving builds the same rows from raw
+inputs with the same fitted extractors (``autofusion.serving.trees``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAX_COLUMNS = 64  # a block wider than this is reduced to this many SVD components
+KIND = "lightgbm"  # TrialRecord.kind of a trees member, and its name in configs and tags
+
+
+@dataclass
+class Block:
+    """One input's columns in the feature row.
+
+    Attributes:
+        input: the model input it reads.
+        key: the feature extractor whose array ``x`` it reads, or None for the modality's own
+            array (the tabular fields).
+        numeric: tabular only: the standardised numbers leading its array (then as many
+            missing indicators, then ``categories`` category ids).
+        categories: tabular only: the category-id columns ending its array.
+        width: its columns in the feature row (after any reduction), set when fitted.
+    """
+
+    input: str
+    key: str | None
+    numeric: int = 0
+    categories: int = 0
+    width: int = 0
+
+    def columns(self, x: Any) -> Any:
+        """This block's columns before any reduction, from the input's array (the tabular
+        modality's array, or the extractor's ``x``: dense or sparse)."""
+        if self.key is not None:
+            return x
+        x = np.asarray(x, dtype=np.float32)
+        num = x[:, : self.numeric].copy()
+        num[x[:, self.numeric: 2 * self.numeric] > 0.5] = np.nan
+        return np.concatenate([num, x[:, 2 * self.numeric:]], axis=1)
+
+
+@dataclass
+class TreeFeatures:
+    """The blocks of the feature row and the SVD components of the reduced ones."""
+
+    blocks: list[Block]
+    components: dict[str, np.ndarray] = field(default_factory=dict)  # input -> [MAX_COLUMNS, columns]
+
+    def fit(self, columns: dict[str, Any], seed: int = 0) -> None:
+        """Fits the SVD of every extractor block wider than ``MAX_COLUMNS`` on the training
+        rows' ``columns`` (by input), and records each block's width."""
+        from sklearn.decomposition import TruncatedSVD
+
+        for b in self.blocks:
+            x = columns[b.input]
+            if b.key is not None and x.shape[1] > MAX_COLUMNS and x.shape[0] > MAX_COLUMNS:
+                svd = TruncatedSVD(n_components=MAX_COLUMNS, random_state=seed).fit(x)
+                self.components[b.input] = svd.components_.astype(np.float32)
+            b.width = MAX_COLUMNS if b.input in self.components else int(x.shape[1])
+
+    def matrix(self, columns: dict[str, Any]) -> np.ndarray:
+        """The feature rows ``[N, F]`` (float32, NaN where a number is missing) from each
+        block's columns (by input)."""
+        parts = []
+        for b in self.blocks:
+            x = columns[b.input]
+            if b.input in self.components:
+                x = x @ self.components[b.input].T
+            parts.append(np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32))
+        return np.concatenate(parts, axis=1)
+
+    def categorical(self) -> list[int]:
+        """The columns LightGBM reads as categories: the tabular category ids."""
+        out, start = [], 0
+        for b in self.blocks:
+            if b.key is None:
+                out.extend(range(start + b.numeric, start + b.numeric + b.categories))
+            start += b.width
+        return out
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        names = {name: f"svd-{i}.npy" for i, name in enumerate(self.components)}
+        for name, file in names.items():
+            np.save(folder / file, self.components[name])
+        (folder / "features.json").write_text(json.dumps({"blocks": [asdict(b) for b in self.blocks],
+                                                          "components": names}, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> "TreeFeatures":
+        spec = json.loads((folder / "features.json").read_text())
+        return cls([Block(**b) for b in spec["blocks"]],
+                   {name: np.load(folder / file, allow_pickle=False) for name, file in spec["components"].items()})
+
+
+@dataclass
+class TreeModel:
+    """A fitted LightGBM booster over :class:`TreeFeatures`' rows.
+
+    ``outputs`` gives what a neural model's outputs give the metrics: log-probabilities
+    ``[N, K]`` for classes (their softmax is the probabilities), or the predictions ``[N, 1]``
+    of a regression (on the scale the targets were learned on).
+    """
+
+    booster: Any
+    features: TreeFeatures
+    target: str
+    num_classes: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> dict[str, str | None]:
+        """The extractor each input's block reads (None: the modality's own array)."""
+        return {b.input: b.key for b in self.features.blocks}
+
+    def outputs(self, columns: dict[str, Any]) -> np.ndarray:
+        """Outputs of the blocks' columns (by input), as :meth:`predict` gives them."""
+        return self.predict(self.features.matrix(columns))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Outputs of feature rows ``[N, F]``: log-probabilities ``[N, K]``, or predictions ``[N, 1]``."""
+        pred = np.asarray(self.booster.predict(x, num_iteration=self.booster.best_iteration or None))
+        if self.target == "regression":
+            return pred.reshape(-1, 1).astype(np.float64)
+        probs = np.stack([1.0 - pred, pred], axis=1) if self.num_classes == 2 else pred.reshape(len(x), -1)
+        return np.log(np.clip(probs, 1e-7, 1.0))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / "booster.txt"), num_iteration=self.booster.best_iteration or None)
+        self.features.save(folder)
+        (folder / "trees.json").write_text(json.dumps({"target": self.target, "num_classes": self.num_classes,
+                                                       "params": self.params}, default=str, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> "TreeModel":
+        import lightgbm as lgb
+
+        spec = json.loads((folder / "trees.json").read_text())
+        booster = lgb.Booster(model_file=str(folder / "booster.txt"))
+        return cls(booster, TreeFeatures.load(folder), spec["target"], int(spec["num_classes"]), spec["params"])

@@ -1,0 +1,96 @@
+"""Ray before it runs: the nodes a search will get, read without starting Ray (so that a trial
+no node can hold is found before the data is read), and Ray started on a thread of its own
+while the driver prepares the features."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from typing import Any
+
+from autofusion.cluster import init_ray, probe_address, quiet_native_stderr, resolve_address
+
+
+class RayStart:
+    """:func:`init_ray` on a thread of its own, so that Ray's processes start while the driver
+    works (the features, on a second core). The thread lives as long as the Ray it started:
+    Ray's processes ask Linux to kill them when their parent ends (``PR_SET_PDEATHSIG``), and
+    Linux means the thread that started them."""
+
+    def __init__(self, address: str | None, verbose: bool) -> None:
+        self._done, self._release = threading.Event(), threading.Event()
+        self._started, self._error = False, None
+        threading.Thread(target=self._run, args=(address, verbose), name="autofusion-ray", daemon=True).start()
+
+    def _run(self, address: str | None, verbose: bool) -> None:
+        try:
+            self._started = init_ray(address, verbose)
+        except BaseException as exc:  # noqa: BLE001 - raised where the search waits for Ray
+            self._error = exc
+        finally:
+            self._done.set()
+        if self._started:
+            self._release.wait()  # until shutdown(): Ray's processes die with this thread
+
+    def result(self) -> bool:
+        """Waits for Ray; whether this started or joined it. Raises the start's error."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._started
+
+    def shutdown(self) -> None:
+        """Stops (or leaves) the Ray this started, once its start is over; nothing if it failed."""
+        self._done.wait()
+        try:
+            if self._started:
+                import ray
+
+                ray.shutdown()
+        finally:
+            self._release.set()
+
+
+def planned_nodes(address: str | None) -> list[dict[str, Any]] | None:
+    """The nodes a search will run on, read before Ray starts, as ``ray.nodes()`` records: for
+    a local Ray, the one node Ray makes of this machine (Ray's own detection of its CPUs, GPUs
+    and memory); for a cluster (``address``, probed first), its nodes, from its GCS. None when
+    Ray's internals moved; the resource check then waits for Ray."""
+    target, _ = resolve_address(address)
+    if target is None or "://" not in target:  # a named address answers as a Ray head, even when
+        probe_address(address)                   # this process's Ray is up (that one is then used)
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():  # this process's Ray (tests, notebooks): the search uses it
+        return ray.nodes()
+    if target is not None and "://" in target:  # Ray Client: its nodes are known once connected
+        return None
+    try:
+        if target is None:
+            return [{"Alive": True, "Resources": _local_resources()}]
+        return _cluster_nodes(target)
+    except Exception:  # noqa: BLE001 - Ray's private API changed: check once Ray is up
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _local_resources() -> dict[str, float]:
+    """What ``ray.init(address="local")`` would give this machine's node (cached per process)."""
+    from ray._private.resource_and_label_spec import ResourceAndLabelSpec
+
+    return dict(ResourceAndLabelSpec().resolve(is_head=True, node_ip_address="127.0.0.1").to_resource_dict())
+
+
+def _cluster_nodes(target: str) -> list[dict[str, Any]]:
+    """The node records of the cluster at ``target``, read from its GCS without joining it."""
+    from ray._private.state import GlobalState
+    from ray._raylet import GcsClientOptions
+
+    state = GlobalState()
+    state._initialize_global_state(GcsClientOptions.create(target, None, allow_cluster_id_nil=True,
+                                                           fetch_cluster_id_if_nil=False))
+    try:
+        with quiet_native_stderr():
+            return list(state.node_table())
+    finally:
+        state.disconnect()

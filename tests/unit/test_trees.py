@@ -1,0 +1,95 @@
+"""The gradient-boosted trees member: its feature rows (tabular fields as they are, missing
+numbers as NaN, TF-IDF reduced by an SVD fitted on the training rows), tuning on the search's
+validation metric, and the pyfunc that serves it on raw rows exactly as it was evaluated."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from autofusion.data.prepare import prepare_data
+from autofusion.data.splits import TEST, TRAIN
+from autofusion.features import build_features
+from autofusion.models.trees import MAX_COLUMNS, Block, TreeModel
+from autofusion.serving.pyfunc import ArtifactContext
+from autofusion.serving.trees import TreePyfunc, save_tree_files
+from autofusion.spaces.auto import write_auto_space
+from autofusion.train.trees import TreeData, block_columns, tree_blocks, tune_trees
+
+
+def _shop(root, n: int = 240):
+    """Products: a price band decided by a step in ``weight`` and the brand, a review whose
+    words carry nothing, some weights missing."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        weight = float(rng.uniform(0, 10))
+        brand = ["acme", "zeta", "omni"][i % 3]
+        label = int((weight > 5) != (brand == "zeta"))
+        rows.append({"weight": None if i % 17 == 0 else round(weight, 2), "brand": brand,
+                     "review": f"bought it on day {i} and it arrived in a box number {rng.integers(1000)}",
+                     "label": ["cheap", "dear"][label]})
+    path = root / "shop.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shop")
+    manifest = _shop(root)
+    space = write_auto_space(manifest, home=root / "home")
+    data = prepare_data(manifest, space, home=root / "home")
+    build_features(data, space)
+    return manifest, data
+
+
+def test_the_blocks_are_the_fields_and_each_texts_features(shop):
+    _, data = shop
+    blocks = tree_blocks(data)
+    assert [(b.input, b.key is None) for b in blocks] == [("text", False), ("tabular", True)]  # one text column: its input is "text"
+    tab = next(b for b in blocks if b.key is None)
+    assert (tab.numeric, tab.categories) == (1, 1)
+    td = TreeData.of(data)
+    assert td.features.blocks[0].width == MAX_COLUMNS  # the TF-IDF, reduced on the training rows
+    assert td.x_train.shape == (len(data.indices(TRAIN)), MAX_COLUMNS + 2)
+    weight = td.x_train[:, MAX_COLUMNS]
+    assert np.isnan(weight).sum() == data.raw["tabular"]["weight"].iloc[data.indices(TRAIN)].isna().sum() > 0
+    assert td.features.categorical() == [MAX_COLUMNS + 1]  # the brand's ids
+
+
+def test_a_tabular_block_reads_missing_numbers_as_nan():
+    b = Block("tabular", None, numeric=2, categories=1)
+    x = np.array([[0.5, 0.0, 0.0, 1.0, 3.0]], dtype=np.float32)  # z1, z2, missing1, missing2, category id
+    assert np.array_equal(b.columns(x), np.array([[0.5, np.nan, 3.0]], dtype=np.float32), equal_nan=True)
+
+
+def test_tuning_ranks_configurations_on_the_search_metric(shop):
+    _, data = shop
+    res = tune_trees(data, "val_f1_macro", "max", configs=3, seconds=60)
+    assert len(res.tried) == 3 and res.best is not None
+    assert res.best.val_metrics["val_f1_macro"] == max(t["val_f1_macro"] for t in res.tried)
+    assert res.best.val_metrics["val_accuracy"] > 0.8  # a step in weight and a brand (chance: 0.5)
+    assert res.best.val_outputs.shape == (len(data.indices(1)), 2)
+    assert np.allclose(res.best.val_outputs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_saved_member_serves_raw_rows_as_it_was_evaluated(shop, tmp_path):
+    manifest, data = shop
+    fit = tune_trees(data, "val_f1_macro", "max", configs=1, seconds=60).best
+    test = data.indices(TEST)
+    expected = torch.softmax(torch.from_numpy(
+        fit.model.outputs(block_columns(data, fit.model.features.blocks, test))), dim=-1).numpy()
+    (tmp_path / "meta.json").write_text(json.dumps(data.meta.to_json()))
+    ctx = ArtifactContext({"meta": str(tmp_path / "meta.json"), **save_tree_files(tmp_path, fit.model, data)})
+    assert TreeModel.load(tmp_path / "trees").keys == fit.model.keys
+    py = TreePyfunc()
+    py.load_context(ctx)
+    rows = pd.read_csv(manifest).iloc[data.row_ids[test] - 1].drop(columns=["label"])
+    pred = py.predict(ctx, rows)
+    assert np.allclose(pred[["prob_cheap", "prob_dear"]].to_numpy(), expected, atol=1e-6)
+    assert (pred["label"] == np.array(data.meta.classes)[expected.argmax(axis=1)]).all()
