@@ -140,7 +140,7 @@ def measure(name: str, manifest: Path, space: Any, seeds: list[int], epochs: int
     from autofusion import tracking
     from autofusion.data.prepare import prepare_data
     from autofusion.data.splits import TEST
-    from autofusion.features import build_features
+    from autofusion.search.features import build_features
     from autofusion.serving.pyfunc import input_example, log_fusion_model
 
     space = allowing_missing(space)

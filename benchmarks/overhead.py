@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     from autofusion import quiet_libraries
     from autofusion.data.demo import demo_manifest
     from autofusion.data.prepare import prepare_data
-    from autofusion.features import build_features
+    from autofusion.search.features import build_features
     from autofusion.spaces import load_space
 
     quiet_libraries()

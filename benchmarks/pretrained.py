@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from autofusion.data.demo import write_demo
     from autofusion.data.prepare import prepare_data
-    from autofusion.features import build_features
     from autofusion.search.driver import run_search
+    from autofusion.search.features import build_features
     from autofusion.search.records import SearchOptions
     from autofusion.spaces.load import load_space
 

@@ -8,7 +8,7 @@ median over seeds, with the training compute each used:
   late (decision level), mid (concatenated features + MLP head, the common default),
   early and attention;
 - random search over the same space with the same trial budget;
-- autofusion's default search (TPE + ASHA, starting from the hand-built default).
+- autofusion's default search (TPE with the space's scheduler and early stopping, starting from the hand-built default).
 
     python benchmarks/quality.py                          # all demo tasks, 3 seeds
     python benchmarks/quality.py --tasks image_text --seeds 1 --methods unimodal,fixed
@@ -30,7 +30,7 @@ from pathlib import Path
 from autofusion import quiet_libraries
 from autofusion.data.demo import TASKS, demo_manifest
 from autofusion.data.prepare import PreparedData, prepare_data
-from autofusion.features import build_features
+from autofusion.search.features import build_features
 from autofusion.spaces import TrialConfig, load_space
 
 FIXED_FUSIONS = ("late", "mid", "early", "attention")
@@ -137,7 +137,7 @@ def bench_task(task: str | None, space_path: str | None, manifest: Path | None, 
             rows.setdefault(f"random search ({trials} trials)", []).append(
                 run_search_method(task, space_path, manifest, seed, "random", trials, epochs, home))
         if "autofusion" in methods:
-            rows.setdefault(f"autofusion TPE+ASHA ({trials} trials)", []).append(
+            rows.setdefault(f"autofusion default search ({trials} trials)", []).append(
                 run_search_method(task, space_path, manifest, seed, "tpe", trials, epochs, home))
     out = []
     for label, vals in rows.items():

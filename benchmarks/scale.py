@@ -131,15 +131,14 @@ def epoch(space_path: Path, data) -> None:
 
 def run_case(manifest: Path, space_path: Path, home: Path) -> dict:
     """One case in this process: the stages' seconds and memory (see the module's docstring)."""
-    import torch
-
-    from autofusion.data.prepare import prepare_data
-    from autofusion.features import build_features
-    from autofusion.spaces.load import load_space
-
     import sklearn.model_selection  # noqa: F401 - imported before timing: the stages' own cost is measured
     import timm  # noqa: F401
+    import torch
     import transformers  # noqa: F401
+
+    from autofusion.data.prepare import prepare_data
+    from autofusion.search.features import build_features
+    from autofusion.spaces.load import load_space
 
     space = load_space(space=space_path)
     out = {"rss_start_mb": _peak_rss_mb()}

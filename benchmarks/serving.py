@@ -59,7 +59,7 @@ def prepared(root: Path, smoke: bool) -> tuple:
 
     from autofusion.data.demo import write_demo
     from autofusion.data.prepare import prepare_data
-    from autofusion.features import build_features
+    from autofusion.search.features import build_features
     from autofusion.spaces.load import SPACES_DIR, load_space
 
     choices = encoders(root, smoke)

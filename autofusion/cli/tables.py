@@ -9,6 +9,7 @@ from rich import box
 from rich.table import Table
 
 from autofusion.errors import ConfigError
+from autofusion.metrics import best_first
 from autofusion.phases import phase_line
 from autofusion.search.records import SearchResult, TrialRecord
 from autofusion.search.table import trial_rows, view_columns
@@ -25,8 +26,7 @@ def summary_table(result: SearchResult, modalities: list[str]) -> Any:
         # on a narrow terminal, encoder names and the metric's header wrap; nothing else does
         t.add_column(col, justify="right" if right else "left", overflow="fold",
                      no_wrap=col not in (*modalities, metric_col))
-    rank = sorted(result.trials, key=lambda r: (r.best_value is None,
-                                                -(r.best_value or 0) if s.mode == "max" else (r.best_value or 0)))
+    rank = sorted(result.trials, key=lambda r: (r.best_value is None, best_first(r.best_value or 0, s.mode)))
     for r in rank:
         star = " *" if result.best is not None and r.trial_id == result.best.trial_id else ""
         t.add_row(

@@ -11,8 +11,8 @@ from autofusion.lazy import LazyImport
 
 shelf = LazyImport("autofusion.models.shelf")
 lookup = LazyImport("autofusion.models.weights")
-backbones = LazyImport("autofusion.backbones")
-caches = LazyImport("autofusion.weight_caches")
+backbones = LazyImport("autofusion.models.backbones")
+caches = LazyImport("autofusion.home")
 
 
 @click.group(cls=Group)

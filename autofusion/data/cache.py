@@ -1,5 +1,5 @@
 """Arrays computed once per dataset and kept on disk: the decoded files of a manifest, and
-(``autofusion.features``) encoder features. Each entry is a folder of ``.npy`` files and a
+(``autofusion.search.features``) encoder features. Each entry is a folder of ``.npy`` files and a
 ``status.json`` written last; a second search memory-maps it instead of computing again.
 
 An entry holds each distinct file (or text) once; rows index into it
@@ -23,13 +23,14 @@ import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from autofusion.data.arrays import IndexedRows, distinct_cells
+from autofusion.home import decode_cache_dir
 from autofusion.modalities.base import DecodeError, Modality
 
 CACHE_VERSION = 3  # 3: distinct files once plus a row index, written in chunks (entries of 2 are not read)
@@ -61,11 +62,6 @@ class Part:
     chunk: int
 
 
-def default_home() -> Path:
-    """Where autofusion keeps caches and search state: ``$AUTOFUSION_HOME`` or ``./.autofusion``."""
-    return Path(os.environ.get("AUTOFUSION_HOME", ".autofusion")).resolve()
-
-
 def fingerprint(manifest: Path, files: Sequence[str | None]) -> str:
     """sha256 of the manifest's bytes and the size and mtime of every file it names."""
     h = hashlib.sha256(manifest.read_bytes())
@@ -92,7 +88,7 @@ def cache_key(*parts: Any) -> str:
 def feature_dir(home: Path, *parts: Any) -> Path:
     """The entry of encoder features keyed by ``parts`` (data fingerprint, model identity,
     preprocessing): ``<home>/cache/features/<key>``, beside the decode cache."""
-    return home / "cache" / "features" / cache_key(*parts)
+    return decode_cache_dir(home) / "features" / cache_key(*parts)
 
 
 def load_entry(folder: Path) -> tuple[dict[str, np.ndarray], dict] | None:

@@ -45,7 +45,7 @@ def inspect_facts(
             the manifest's columns, as ``search --data`` alone assembles it.
         columns: ``ROLE=COL,...`` or a role -> column dict, as ``--columns``.
         seed: the seed of the split, as ``search --seed``.
-        home: where the decode cache lives (default: :func:`default_home`).
+        home: where the decode cache lives (default: :func:`autofusion.home.autofusion_home`).
         target: ``--target`` (classification, regression, multilabel; None: from the labels).
 
     Raises:

@@ -16,12 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from autofusion.errors import DataError
-from autofusion.modalities import MODALITIES as REGISTERED
+from autofusion.modalities import MODALITIES
 
 _FIRST = ("image", "text", "audio", "video")
-MODALITIES = (*_FIRST, *(m for m in REGISTERED.names() if m not in _FIRST))
+MODALITY_ROLES = (*_FIRST, *(m for m in MODALITIES.names() if m not in _FIRST))  # the registry's, in this order
 OTHER_ROLES = ("label", "split", "group")
-ROLES = (*MODALITIES, *OTHER_ROLES)
+ROLES = (*MODALITY_ROLES, *OTHER_ROLES)
 SINGLE_ROLES = OTHER_ROLES  # roles that take exactly one column
 
 # Names a role is recognised by, most specific first.
@@ -254,7 +254,7 @@ def _take_named(df: pd.DataFrame, manifest: Path, needed: list[str], modalities:
         found = [c for c in candidate_columns(cols, role) if c not in claimed]
         exact = [c for c in found if c.lower() == role]
         if role in modalities and _many(role):  # several text or image columns are several inputs
-            picks = [c for c in found if c in exact or REGISTERED.get(role).recognises(df[c].tolist())]
+            picks = [c for c in found if c in exact or MODALITIES.get(role).recognises(df[c].tolist())]
             if picks:
                 roles[role] = picks
                 claimed.update({c: role for c in picks})
@@ -277,8 +277,8 @@ def _take_recognised(df: pd.DataFrame, modalities: list[str], reopened: list[str
     contents it recognises; modalities that take every leftover column (tabular) go after the others."""
     cols = list(df.columns)
     for rest in (False, True):
-        for role in [m for m in modalities if (m not in roles or m in reopened) and m in REGISTERED]:
-            mod = REGISTERED.get(role)
+        for role in [m for m in modalities if (m not in roles or m in reopened) and m in MODALITIES]:
+            mod = MODALITIES.get(role)
             if getattr(mod, "claims_rest", False) is not rest:
                 continue
             found = [c for c in cols if c not in claimed and c not in roles.get("group", [])
@@ -292,7 +292,7 @@ def _take_recognised(df: pd.DataFrame, modalities: list[str], reopened: list[str
 def _many(role: str) -> bool:
     """Whether a modality takes several columns as several inputs (text, image, ...), rather
     than one column (or all of its columns as one input)."""
-    mod = REGISTERED.get(role)
+    mod = MODALITIES.get(role)
     return bool(mod.one_input_per_column and not mod.claims_rest)
 
 

@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from autofusion.data.arrays import IndexedRows, per_distinct, take_rows
-from autofusion.data.cache import BadCell, default_home
+from autofusion.data.cache import BadCell
 from autofusion.data.labels import check_classes, target_note, target_scale
 from autofusion.data.rows import InputSpec, RowCheck, check_rows
 from autofusion.data.splits import NAMES, TRAIN, VAL, assign_splits
 from autofusion.errors import ConfigError, DataError
 from autofusion.modalities import MODALITIES, ModalityInfo
 
-__all__ = ["DataMeta", "PreparedData", "default_home", "prepare_data", "split_rows", "check_rows"]
+__all__ = ["DataMeta", "PreparedData", "prepare_data", "split_rows", "check_rows"]
 
 
 @dataclass
@@ -111,7 +111,7 @@ class PreparedData:
         targets: int64 ``[N]`` classes, float32 ``[N,C]`` multi-hot, or float32 ``[N,1]``.
         split: int8 ``[N]``: 0 train, 1 val, 2 test.
         row_ids: the 1-based manifest data row of each kept row.
-        features: encoder-specific arrays by feature key (``autofusion.features``), as
+        features: encoder-specific arrays by feature key (``autofusion.search.features``), as
             :class:`IndexedRows` over the distinct cells.
         extractors: the fitted feature extractors by feature key (logged with the model).
         groups: the group key of each row (rows of a group stay together in any split, the

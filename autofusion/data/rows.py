@@ -17,14 +17,14 @@ from autofusion.data.cache import (
     BadCell,
     cache_key,
     decoded_columns,
-    default_home,
     fingerprint,
 )
 from autofusion.data.labels import parse_labels
 from autofusion.data.manifest import read_manifest, resolve_columns
 from autofusion.data.splits import TRAIN, assign_splits, group_keys, parse_split_column
 from autofusion.errors import DataError
-from autofusion.modalities import MODALITIES, Choice
+from autofusion.home import autofusion_home, decode_cache_dir
+from autofusion.modalities import MODALITIES, DataChoice
 from autofusion.modalities.text import join_fields
 
 PREP_SAMPLE = 400  # training cells looked at to choose preprocessing settings
@@ -93,7 +93,7 @@ class RowCheck:
     bad: list[BadCell]
     arrays: dict[str, np.ndarray]
     prep: dict[str, dict]
-    chosen: list[Choice]
+    chosen: list[DataChoice]
     fingerprint: str
     cache_hit: bool
     groups: np.ndarray | None = None  # group key per row (``--columns group=COL``, ``data.group``)
@@ -216,7 +216,7 @@ def _decode_files(manifest: Path, df: pd.DataFrame, inputs: list[InputSpec], raw
     key = cache_key(fp, {k: v[3] for k, v in file_inputs.items()}, {i.name: prep[i.modality] for i in inputs
                                                                      if i.name in file_inputs})
     with phases.during("decode"):  # the search's "decode" phase (autofusion/phases.py)
-        arrays, file_bad, hit = decoded_columns((home or default_home()) / "cache" / key, file_inputs, progress)
+        arrays, file_bad, hit = decoded_columns(decode_cache_dir(home or autofusion_home()) / key, file_inputs, progress)
     return fp, arrays, file_bad, hit
 
 
@@ -297,11 +297,11 @@ def _provisional_train_rows(given: np.ndarray, targets: np.ndarray, target: str,
 
 
 def choose_prep(space: Any, inputs: list[InputSpec], raw: dict[str, Any], present: dict[str, np.ndarray],
-                train_rows: np.ndarray, *, cuda: bool) -> tuple[dict[str, dict], list[Choice]]:
+                train_rows: np.ndarray, *, cuda: bool) -> tuple[dict[str, dict], list[DataChoice]]:
     """Per modality, the space's preprocessing settings with the unset ones chosen from a
     sample of the training rows' cells."""
     out: dict[str, dict] = {}
-    chosen: list[Choice] = []
+    chosen: list[DataChoice] = []
     rng = np.random.default_rng(0)
     for m in space.modalities:
         mod = MODALITIES.get(m)

@@ -1,5 +1,5 @@
 """What a search connects to: a local Ray, a Ray cluster at ``--address``, the MLflow store;
-each checked with the search's own code (``autofusion.cluster``, ``autofusion.tracking``)."""
+each checked with the search's own code (``autofusion.search.cluster``, ``autofusion.tracking``)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def check_ray_local(opts: DoctorOptions) -> Row:
     """Starts a local Ray as a search does (never joining a recorded cluster) and runs a task."""
     import ray
 
-    from autofusion.cluster import init_ray
+    from autofusion.search.cluster import init_ray
 
     t0 = time.time()
     init_ray("local", verbose=False)  # local even where RAY_ADDRESS names a cluster (the next row)
@@ -46,7 +46,7 @@ def check_ray_cluster(opts: DoctorOptions) -> Row:
     """Probes ``--address`` (or RAY_ADDRESS) as a search does, then joins it as a driver."""
     import ray
 
-    from autofusion.cluster import init_ray, probe_address, resolve_address
+    from autofusion.search.cluster import init_ray, probe_address, resolve_address
 
     target, label = resolve_address(opts.address)
     t0 = time.time()
@@ -61,7 +61,7 @@ def check_ray_cluster(opts: DoctorOptions) -> Row:
 
 
 def cluster_wanted(opts: DoctorOptions) -> bool:
-    from autofusion.cluster import resolve_address
+    from autofusion.search.cluster import resolve_address
 
     try:
         return resolve_address(opts.address)[0] is not None

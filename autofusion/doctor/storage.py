@@ -9,15 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autofusion.doctor.records import FAIL, GIB, OK, WARN, DoctorOptions, Row
-from autofusion.weight_caches import hf_hub_cache, torch_hub_checkpoints
+from autofusion.home import autofusion_home, hf_hub_cache, torch_hub_checkpoints
 
 MIN_FREE_GIB = 1.0  # below: fail (a decode cache of the demo data alone is ~100 MB; trials checkpoint too)
 LOW_FREE_GIB = 5.0  # below: warn
-
-
-def autofusion_home() -> Path:
-    """The cache and state folder: ``$AUTOFUSION_HOME`` or ``./.autofusion`` (as the search)."""
-    return Path(os.environ.get("AUTOFUSION_HOME", ".autofusion")).resolve()
 
 
 def _tree_bytes(root: Path) -> int:

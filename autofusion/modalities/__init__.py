@@ -4,11 +4,11 @@ the ``MODALITIES`` registry. See ``base.Modality`` for what a modality describes
 from autofusion.modalities import audio, image, sensor, tabular, text, video  # noqa: F401  (fill the registry)  # noqa: F401  (fill the registry)
 from autofusion.modalities.base import (
     MODALITIES,
-    Choice,
+    DataChoice,
     DecodeError,
     Modality,
     ModalityInfo,
     PrepSettings,
 )
 
-__all__ = ["MODALITIES", "Choice", "DecodeError", "Modality", "ModalityInfo", "PrepSettings"]
+__all__ = ["MODALITIES", "DataChoice", "DecodeError", "Modality", "ModalityInfo", "PrepSettings"]

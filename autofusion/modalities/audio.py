@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import Tensor
 
 from autofusion.modalities.base import (
-    Choice,
+    DataChoice,
     DecodeError,
     Modality,
     ModalityInfo,
@@ -50,7 +50,7 @@ class AudioModality(Modality):
     extensions = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au"})
     dtype = np.float32
 
-    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[Choice]]:
+    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[DataChoice]]:
         if prep.get("sample_rate") is not None and prep.get("seconds") is not None:
             return dict(prep), []
         import soundfile as sf
@@ -73,7 +73,7 @@ class AudioModality(Modality):
             else:
                 rate, why = RATE_CAP, "no readable clip in the sample; the default"
             out["sample_rate"] = rate
-            chosen.append(Choice("audio.sample_rate", rate, why))
+            chosen.append(DataChoice("audio.sample_rate", rate, why))
         if out.get("seconds") is None:
             cap = SECONDS_CAP_GPU if cuda else SECONDS_CAP
             if durations:
@@ -84,7 +84,7 @@ class AudioModality(Modality):
             else:
                 seconds, why = 2.0, "no readable clip in the sample; the default"
             out["seconds"] = seconds
-            chosen.append(Choice("audio.seconds", seconds, why))
+            chosen.append(DataChoice("audio.seconds", seconds, why))
         return out, chosen
 
     def defaults(self, prep: dict) -> dict:

@@ -61,7 +61,7 @@ class ModalityInfo:
 
 
 @dataclass(frozen=True)
-class Choice:
+class DataChoice:
     """A setting chosen from the data, with the reason printed before the search starts."""
 
     key: str
@@ -93,7 +93,7 @@ class Modality:
     joinable: ClassVar[bool] = False  # its columns may also be read as one joined input (text)
 
     # --- preprocessing settings ---------------------------------------------------------
-    def choose(self, prep: dict, sample: Any, *, cuda: bool) -> tuple[dict, list[Choice]]:
+    def choose(self, prep: dict, sample: Any, *, cuda: bool) -> tuple[dict, list[DataChoice]]:
         """Fills the settings left None from a sample of training cells (a list of cells, paths
         resolved; a frame of the training rows for a multi-column modality); returns the
         completed settings and what was chosen, with why."""

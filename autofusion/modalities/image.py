@@ -13,7 +13,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from autofusion.modalities.base import (
-    Choice,
+    DataChoice,
     DecodeError,
     Modality,
     ModalityInfo,
@@ -38,7 +38,7 @@ class ImagePrep(PrepSettings):
     std: tuple[float, float, float] = IMAGENET_STD
 
 
-def image_side(sample: Sequence[Any], *, cuda: bool, cpu_cap: int, gpu_cap: int, what: str) -> Choice:
+def image_side(sample: Sequence[Any], *, cuda: bool, cpu_cap: int, gpu_cap: int, what: str) -> DataChoice:
     """The side to resize to: the median shorter side of the sampled images, rounded up to a
     multiple of 16 (or 8 below 32 px), at most ``cpu_cap`` on a CPU and ``gpu_cap`` on a GPU."""
     from PIL import Image
@@ -52,11 +52,11 @@ def image_side(sample: Sequence[Any], *, cuda: bool, cpu_cap: int, gpu_cap: int,
             continue
     cap = gpu_cap if cuda else cpu_cap
     if not sides:
-        return Choice(what, min(64, cap), "no readable image in the sample; the default")
+        return DataChoice(what, min(64, cap), "no readable image in the sample; the default")
     median = float(np.median(sides))
     size = max(16, min(cap, round_up(median, 16 if median >= 32 else 8)))
     capped = f"; capped at {cap} on {'a GPU' if cuda else 'the CPU'}" if size == cap and median > cap else ""
-    return Choice(what, size, f"median shorter side {median:.0f} px of {len(sides)} training images{capped}")
+    return DataChoice(what, size, f"median shorter side {median:.0f} px of {len(sides)} training images{capped}")
 
 
 @register_modality
@@ -67,7 +67,7 @@ class ImageModality(Modality):
     extensions = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
     dtype = np.uint8
 
-    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[Choice]]:
+    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[DataChoice]]:
         if prep.get("size") is not None:
             return dict(prep), []
         c = image_side(sample, cuda=cuda, cpu_cap=96, gpu_cap=224, what="image.size")

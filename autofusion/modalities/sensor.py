@@ -20,7 +20,7 @@ from pydantic import Field
 from torch import Tensor
 
 from autofusion.modalities.base import (
-    Choice,
+    DataChoice,
     DecodeError,
     Modality,
     ModalityInfo,
@@ -115,7 +115,7 @@ class SensorModality(Modality):
         """Cells that are readings, not file paths (kept as written, never resolved)."""
         return inline(cell)
 
-    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[Choice]]:
+    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[DataChoice]]:
         if prep.get("length") is not None and prep.get("channels") is not None:
             return dict(prep), []
         shapes = []
@@ -135,7 +135,7 @@ class SensorModality(Modality):
             else:
                 length, why = 128, "no readable series in the sample; the default"
             out["length"] = length
-            chosen.append(Choice("sensor.length", length, why))
+            chosen.append(DataChoice("sensor.length", length, why))
         if out.get("channels") is None:
             if shapes:
                 channels = max(s[1] for s in shapes)
@@ -145,7 +145,7 @@ class SensorModality(Modality):
             else:
                 channels, why = 1, "no readable series in the sample; the default"
             out["channels"] = channels
-            chosen.append(Choice("sensor.channels", channels, why))
+            chosen.append(DataChoice("sensor.channels", channels, why))
         return out, chosen
 
     def defaults(self, prep: dict) -> dict:

@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 from autofusion.data.labels import log_target
 from autofusion.modalities.base import (
     MODALITIES,
-    Choice,
+    DataChoice,
     Modality,
     ModalityInfo,
     PrepSettings,
@@ -131,7 +131,7 @@ class TabularModality(Modality):
         """The columns the space's settings name (they are the tabular input when given)."""
         return [*(prep.get("numeric") or []), *(prep.get("categorical") or [])]
 
-    def choose(self, prep: dict, sample: Any, *, cuda: bool) -> tuple[dict, list[Choice]]:
+    def choose(self, prep: dict, sample: Any, *, cuda: bool) -> tuple[dict, list[DataChoice]]:
         """Sorts the input's columns into numeric and categorical: as declared, else by what
         the training rows hold."""
         frame = sample if isinstance(sample, pd.DataFrame) else pd.DataFrame()
@@ -145,12 +145,12 @@ class TabularModality(Modality):
         new_cat = [c for c in guessed if kinds[c] == "categorical"]
         chosen = []
         if new_num:
-            chosen.append(Choice("tabular.numeric", new_num, "numbers in the training rows"))
+            chosen.append(DataChoice("tabular.numeric", new_num, "numbers in the training rows"))
         if new_cat:
-            chosen.append(Choice("tabular.categorical", new_cat, f"strings, or at most {FEW_INTEGERS} distinct "
+            chosen.append(DataChoice("tabular.categorical", new_cat, f"strings, or at most {FEW_INTEGERS} distinct "
                                                                   "whole numbers, in the training rows"))
         if codes:
-            chosen.append(Choice("tabular.categorical", codes, "whole numbers in a column named like a code"))
+            chosen.append(DataChoice("tabular.categorical", codes, "whole numbers in a column named like a code"))
             new_cat += codes
         return {**prep, "numeric": num + new_num, "categorical": cat + new_cat}, chosen
 

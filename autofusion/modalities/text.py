@@ -2,7 +2,7 @@
 travels with the logged model (as JSON) so serving tokenises exactly like training.
 
 Encoders that read text their own way (TF-IDF, a pretrained tokenizer) start from the raw
-strings instead (see ``autofusion.models.features``).
+strings instead (see ``autofusion.models.extractors``).
 
 A table often holds several text fields (a title, a description, a director, a cast list):
 each is an input of its own, and where the space offers it (``encoders.text.layout``) a
@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import torch
 import pandas as pd
+import torch
 from pydantic import Field
 from torch import Tensor
 
 from autofusion.modalities.base import (
-    Choice,
+    DataChoice,
     Modality,
     ModalityInfo,
     PrepSettings,
@@ -139,15 +139,15 @@ class Vocab:
         return cls(tokens=tuple(data["tokens"]), lowercase=bool(data["lowercase"]))
 
 
-def length_choice(lengths: Sequence[int], *, cuda: bool, what: str, unit: str = "words") -> Choice:
+def length_choice(lengths: Sequence[int], *, cuda: bool, what: str, unit: str = "words") -> DataChoice:
     """The 95th percentile of ``lengths``, rounded up to a multiple of 8, capped."""
     cap = MAX_LENGTH_CAP_GPU if cuda else MAX_LENGTH_CAP
     if not len(lengths):
-        return Choice(what, 32, "no training text; the default")
+        return DataChoice(what, 32, "no training text; the default")
     p95 = float(np.percentile(lengths, 95))
     value = max(8, min(cap, round_up(max(p95, 1), 8)))
     capped = f", capped at {cap}" if value == cap and p95 > cap else ""
-    return Choice(what, value, f"95th percentile of {len(lengths)} training texts: {p95:.0f} {unit}{capped}")
+    return DataChoice(what, value, f"95th percentile of {len(lengths)} training texts: {p95:.0f} {unit}{capped}")
 
 
 @register_modality
@@ -160,7 +160,7 @@ class TextModality(Modality):
     def empty_is_value(self, prep: dict) -> bool:
         return bool(prep.get("empty_is_text"))
 
-    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[Choice]]:
+    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[DataChoice]]:
         if prep.get("max_length") is not None:
             return dict(prep), []
         lengths = [len(tokenize(as_text(t), prep.get("lowercase", True))) for t in sample]

@@ -12,7 +12,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from autofusion.modalities.base import (
-    Choice,
+    DataChoice,
     DecodeError,
     Modality,
     ModalityInfo,
@@ -54,7 +54,7 @@ class VideoModality(Modality):
     extensions = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
     dtype = np.uint8
 
-    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[Choice]]:
+    def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[DataChoice]]:
         out, chosen = dict(prep), []
         if out.get("frames") is not None and out.get("size") is not None:
             return out, chosen
@@ -69,10 +69,10 @@ class VideoModality(Modality):
             else:
                 frames, why = cap, "no readable clip in the sample; the default"
             out["frames"] = frames
-            chosen.append(Choice("video.frames", frames, why))
+            chosen.append(DataChoice("video.frames", frames, why))
         if out.get("size") is None:
             c = image_side(firsts, cuda=cuda, cpu_cap=64, gpu_cap=112, what="video.size")
-            c = Choice(c.key, c.value, c.why.replace("training images", "training clips' first frames"))
+            c = DataChoice(c.key, c.value, c.why.replace("training images", "training clips' first frames"))
             out["size"] = c.value
             chosen.append(c)
         return out, chosen

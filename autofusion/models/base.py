@@ -17,7 +17,13 @@ from torch import Tensor, nn
 
 from autofusion.components import Registry
 from autofusion.errors import ConfigError
-from autofusion.models.masking import batch_info, masked_mean, pooled_inputs, presence, token_inputs
+from autofusion.models.masking import (
+    batch_info,
+    masked_mean,
+    pooled_inputs,
+    presence,
+    token_inputs,
+)
 
 Tokens = tuple[Tensor, "Tensor | None"]  # ([B, T, D], key padding mask [B, T] True=pad)
 
@@ -26,7 +32,7 @@ class Encoder(nn.Module):
     """Base class: subclasses set ``out_dim`` and implement ``tokens``.
 
     An encoder that reads its input its own way names a feature extractor
-    (``autofusion.models.features``) in ``extractor`` and the parameters that shape its
+    (``autofusion.models.extractors``) in ``extractor`` and the parameters that shape its
     features in ``feature_params``; it then receives the extractor's arrays instead of the
     modality's.
     """

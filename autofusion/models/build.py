@@ -23,7 +23,7 @@ from autofusion.models import ENCODERS, FUSIONS
 from autofusion.models.auxiliary import train_heads
 from autofusion.models.base import Encoder, Fusion
 from autofusion.models.encoders.pair import EncoderPair, pair_key
-from autofusion.models.features import (
+from autofusion.models.extractors import (
     feature_key,
     frozen_key,
     input_key,
@@ -177,7 +177,7 @@ def used_inputs(tc: TrialConfig, meta: Any) -> list[InputSpec]:
 def feature_keys(tc: TrialConfig, meta: Any, layout: str = "trained") -> dict[str, str | None]:
     """Per input, the key of the extractor arrays it reads (None: the modality's arrays). A
     pretrained encoder reads its cached frozen outputs or its model inputs, by the trial's
-    ``train.strategy`` and ``layout`` (see ``models.features.pretrained_layout``)."""
+    ``train.strategy`` and ``layout`` (see ``models.extractors.pretrained_layout``)."""
     return {spec.name: choice_key(spec.modality, tc.encoders[spec.modality], tc.strategy, layout)
             for spec in used_inputs(tc, meta)}
 

@@ -3,7 +3,7 @@ the lookup (``models.weights``) use one name whichever way the weights came.
 
 ``autofusion weights add NAME PATH`` checks that PATH is what NAME says (a Hugging Face folder
 that transformers reads, a timm or torchvision state dict that loads into NAME's
-architecture), copies it onto the shelf (``weight_caches.shelf_dir``; ``--in-place`` registers
+architecture), copies it onto the shelf (``home.shelf_dir``; ``--in-place`` registers
 it where it is) and notes which encoder reads it; ``autofusion weights pull NAME`` downloads
 into the library's own cache and notes it the same way. A space assembled here offers what the
 shelf holds for a modality where the recommended backbone is missing
@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autofusion.backbones import RECOMMENDED
 from autofusion.errors import ConfigError
+from autofusion.home import shelf_dir, shelf_entries, write_shelf_entry
 from autofusion.models import weights
-from autofusion.weight_caches import shelf_dir, shelf_entries, write_shelf_entry
+from autofusion.models.backbones import RECOMMENDED
 
 # Copies of the weights for other frameworks, which a folder may hold and no encoder reads.
 OTHER_FRAMEWORKS = (".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".mlmodel", ".gguf")
@@ -109,7 +109,7 @@ def _timm_file(name: str, path: Path) -> Path:
     ``save_for_hf``), after loading it into ``name``'s architecture."""
     import timm
 
-    from autofusion.models.encoders.timm_image import create
+    from autofusion.models.encoders._timm import create
 
     arch = name.split(":", 1)[1]
     if not timm.is_model(arch):

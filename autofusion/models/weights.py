@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autofusion.errors import AutofusionError, ConfigError
-from autofusion.weight_caches import (
+from autofusion.home import (
     hf_hub_cache,
     shelf_dir,
     shelf_entries,

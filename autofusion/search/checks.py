@@ -9,16 +9,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from autofusion.cluster import check_trial_resources
 from autofusion.lazy import LazyImport
-from autofusion.raystart import planned_nodes
+from autofusion.search.cluster import check_trial_resources
+from autofusion.search.raystart import planned_nodes
 from autofusion.search.records import SearchOptions
 from autofusion.search.settings import trial_resources
 from autofusion.spaces.load import read_space, resolve_space_path
 from autofusion.spaces.schema import Distribution, SearchSettings
 from autofusion.trial import PAIR
 
-features = LazyImport("autofusion.models.features")  # torch: only for the weights check
+features = LazyImport("autofusion.models.extractors")  # torch: only for the weights check
 models = LazyImport("autofusion.models")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autofusion.data.prepare import PreparedData
+from autofusion.home import state_dir
 from autofusion.metrics import EXTRA_OBJECTIVES
 from autofusion.phases import Phases
 from autofusion.search import resume
@@ -42,7 +43,7 @@ class SearchContext:
     @property
     def folder(self) -> Path:
         """The search's state folder (options, Optuna journal, Tune's checkpoints)."""
-        return resume.state_dir(self.home, self.parent)
+        return state_dir(self.home, self.parent)
 
     @cached_property
     def storage(self) -> Any:

@@ -22,22 +22,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autofusion import quiet_libraries, tracking
-from autofusion.cluster import check_trial_resources
 from autofusion.data.demo import demo_manifest
-from autofusion.data.prepare import default_home, prepare_data
+from autofusion.data.prepare import prepare_data
 from autofusion.errors import ConfigError
-from autofusion.features import (
+from autofusion.home import autofusion_home
+from autofusion.lazy import LazyImport
+from autofusion.phases import Phases, timing
+from autofusion.search import checks, handbuilt, resume, selection
+from autofusion.search.cluster import check_trial_resources
+from autofusion.search.context import SearchContext
+from autofusion.search.features import (
     build_features,
     cache_tags,
     pretrained_params,
     trial_tags,
 )
-from autofusion.lazy import LazyImport
-from autofusion.phases import Phases, timing
-from autofusion.raystart import RayStart
-from autofusion.search import checks, handbuilt, resume, selection
-from autofusion.search.context import SearchContext
 from autofusion.search.progress import ProgressView, say, say_prepared
+from autofusion.search.raystart import RayStart
 from autofusion.search.records import (
     EnsembleResult,
     SearchInterrupted,
@@ -50,8 +51,7 @@ from autofusion.search.settings import (
     fit_to_cluster,
     resolve_settings,
 )
-from autofusion.spaces import load_space
-from autofusion.spaces import pretrained
+from autofusion.spaces import load_space, pretrained
 from autofusion.spaces.load import with_target
 from autofusion.tracking import artifacts, report
 from autofusion.tracking.writer import TrackingWriter
@@ -104,7 +104,7 @@ def _run(opts: SearchOptions, console: Any, phases: Phases) -> SearchResult:
     """``run_search`` under ``phases``: the checks, the data, Ray, the trials and the end."""
     quiet_libraries(opts.verbose)
     t0 = phases.started
-    home = Path(opts.home).resolve() if opts.home else default_home()
+    home = Path(opts.home).resolve() if opts.home else autofusion_home()
     resume_id = None
     if opts.resume:
         opts, resume_id = resume.resumed_options(opts, home)

@@ -31,7 +31,12 @@ def fold_splits(data: PreparedData, k: int, seed: int) -> list[np.ndarray]:
     validation rows is the validation split, the other folds the training split, and the test
     rows stay test. Folds are stratified by class (classification), and keep each group whole
     when the data has groups."""
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import (
+        GroupKFold,
+        KFold,
+        StratifiedGroupKFold,
+        StratifiedKFold,
+    )
 
     pool = np.flatnonzero(data.split != TEST)
     y = data.targets[pool]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from autofusion.metrics import best_first
 from autofusion.search.records import Settings, TrialRecord
 
 
@@ -55,7 +56,7 @@ class ProgressView:
         best = [r for r in self.records.values() if r.best_value is not None]
         best_txt = "-"
         if best:
-            b = (max if s.mode == "max" else min)(best, key=lambda r: r.best_value)
+            b = min(best, key=lambda r: best_first(r.best_value, s.mode))
             best_txt = f"{b.best_value:.4f} (trial {b.number})"
         elapsed = time.time() - self.t0
         eta = "-"

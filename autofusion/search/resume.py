@@ -22,6 +22,7 @@ from typing import Any
 
 from autofusion import tracking
 from autofusion.errors import ConfigError
+from autofusion.home import state_dir
 from autofusion.search.records import SearchOptions, TrialRecord
 from autofusion.search.runs import record_from_run
 from autofusion.spaces.distributions import space_distributions
@@ -29,11 +30,6 @@ from autofusion.spaces.load import Space
 
 STATE_FILE = "search.json"
 JOURNAL = "optuna.journal"
-
-
-def state_dir(home: Path, search_id: str) -> Path:
-    """The folder that holds search ``search_id``'s state."""
-    return home / "searches" / search_id
 
 
 def save_options(folder: Path, opts: SearchOptions, space: Space) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autofusion.metrics import EXTRA_OBJECTIVES
-from autofusion.metrics import best_first
+from autofusion.metrics import EXTRA_OBJECTIVES, best_first
 from autofusion.search.records import Settings, TrialRecord
 
 

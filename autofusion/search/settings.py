@@ -1,6 +1,8 @@
 """From options to settings: flags over the space file, checked against the data's target
 kind once before Ray starts, then fitted to the cluster Ray reports; and the Optuna
-sampler and the early-stopping scheduler they name."""
+sampler and the early-stopping scheduler they name. The records themselves (``SearchOptions``
+in, ``Settings`` out) are in ``search/records.py``, the import-light leaf that the CLI, the
+tracking and the serving code share without importing this module's space loading."""
 
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def trial_resources(s: SearchSettings, opts: SearchOptions) -> tuple[float, floa
 def fit_to_cluster(settings: Settings, resources: dict[str, float]) -> Settings:
     """``settings`` on a cluster with ``resources`` (``ray.available_resources()``): as many
     trials at once as its CPUs hold unless told (whether a trial fits a node at all is
-    :func:`autofusion.cluster.check_trial_resources`'s job)."""
+    :func:`autofusion.search.cluster.check_trial_resources`'s job)."""
     cpus = float(resources.get("CPU", os.cpu_count() or 1))
     concurrency = settings.concurrency or max(1, int(cpus // max(settings.cpus_per_trial, 1e-9)))
     return replace(settings, concurrency=max(1, min(concurrency, settings.num_trials)))

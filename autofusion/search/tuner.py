@@ -18,8 +18,8 @@ from ray.tune.execution import tune_controller
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.utils.object_cache import _ObjectCache
 
-from autofusion.cluster import GIB
 from autofusion.search.callback import SearchCallback
+from autofusion.search.cluster import GIB
 from autofusion.search.context import SearchContext
 from autofusion.search.progress import ProgressView
 from autofusion.search.searcher import ScheduledOptunaSearch

@@ -30,7 +30,6 @@ import pandas as pd
 from autofusion.data.prepare import DataMeta
 from autofusion.models.trees import KIND as TREES
 from autofusion.models.trees import TreeModel
-from autofusion.serving.shared_backbones import share_backbones
 from autofusion.serving.perturb import Perturbation
 from autofusion.serving.pyfunc import (
     ArtifactContext,
@@ -39,6 +38,7 @@ from autofusion.serving.pyfunc import (
     output_frame,
     save_model_files,
 )
+from autofusion.serving.shared_backbones import share_backbones
 from autofusion.serving.trees import load_tree_member, save_tree_files
 
 try:

@@ -21,7 +21,12 @@ import numpy as np
 import pandas as pd
 
 from autofusion.data.labels import parse_labels
-from autofusion.data.manifest import ROLES, candidate_columns, parse_columns_flag, read_manifest
+from autofusion.data.manifest import (
+    ROLES,
+    candidate_columns,
+    parse_columns_flag,
+    read_manifest,
+)
 from autofusion.data.prepare import DataMeta, PreparedData
 from autofusion.data.splits import TEST, VAL
 from autofusion.errors import ConfigError, DataError

@@ -36,7 +36,13 @@ from autofusion.data.prepare import DataMeta
 from autofusion.metrics import metric_mode, val_metrics
 from autofusion.modalities import MODALITIES
 from autofusion.search.noise import RESAMPLES, SLOW, batched, resampled
-from autofusion.search.records import PERMUTATION, REMOVAL, Drop, Importance, InputImportance
+from autofusion.search.records import (
+    PERMUTATION,
+    REMOVAL,
+    Drop,
+    Importance,
+    InputImportance,
+)
 from autofusion.serving.perturb import Perturbation
 
 

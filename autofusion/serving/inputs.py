@@ -1,6 +1,6 @@
 """Raw request rows -> the model's inputs, with the same code training used: each modality's
 decoder or encoder (``autofusion.modalities``) with the settings and fitted state saved in
-the model, and each encoder's fitted feature extractor (``autofusion.models.features``).
+the model, and each encoder's fitted feature extractor (``autofusion.models.extractors``).
 
 Input columns are named after the model's inputs (``image``, ``text``; ``frontal`` and
 ``kitchen`` for several image columns), or after the manifest columns they came from.
@@ -24,7 +24,7 @@ from autofusion.data.prepare import DataMeta
 from autofusion.data.rows import InputSpec
 from autofusion.modalities import MODALITIES, DecodeError
 from autofusion.modalities.text import join_fields
-from autofusion.models.features import rows
+from autofusion.models.extractors import rows
 
 
 def source(cell: Any) -> Any:

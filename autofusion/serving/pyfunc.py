@@ -29,7 +29,7 @@ from autofusion.data.prepare import DataMeta
 from autofusion.data.splits import TEST
 from autofusion.modalities import MODALITIES
 from autofusion.models.build import build_model, whole_model
-from autofusion.models.features import load_extractor
+from autofusion.models.extractors import load_extractor
 from autofusion.serving.encoded import encoded, reading_features
 from autofusion.serving.inputs import missing, model_inputs
 from autofusion.serving.perturb import Perturbation, take

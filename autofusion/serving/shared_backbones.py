@@ -13,7 +13,7 @@ preprocessing. So:
   feature key (:func:`with_backbone_outputs`): every member holding that backbone reads them,
   and the importance passes reuse them. A pretrained encoder takes its outputs in place of its
   model inputs, as it takes cached frozen outputs in training
-  (``models.encoders.pretrained.PretrainedEncoder``), so the predictions do not change.
+  (``models.encoders._pretrained.PretrainedEncoder``), so the predictions do not change.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from autofusion.models.encoders._pretrained import PretrainedEncoder
 from autofusion.models.encoders.pair import half_input, half_key, halves, with_half
-from autofusion.models.encoders.pretrained import PretrainedEncoder
 from autofusion.serving.perturb import num_rows, take
 
 BACKBONE_BATCH = 64  # rows per backbone forward pass: bounds a large request's activations

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from autofusion.data.prepare import DataMeta
-from autofusion.models.features import load_extractor
+from autofusion.models.extractors import load_extractor
 from autofusion.models.trees import TreeModel
 from autofusion.serving.inputs import model_inputs
 from autofusion.serving.pyfunc import log_pyfunc, output_frame

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from autofusion.data.cache import default_home
 from autofusion.data.labels import log_target, parse_labels
-from autofusion.data.manifest import MODALITIES, read_manifest, resolve_columns
+from autofusion.data.manifest import MODALITY_ROLES, read_manifest, resolve_columns
 from autofusion.data.rows import make_inputs
 from autofusion.errors import ConfigError, DataError
-from autofusion.modalities import MODALITIES as REGISTERED
+from autofusion.home import autofusion_home, spaces_dir
+from autofusion.modalities import MODALITIES
 from autofusion.modalities.tabular import column_kind
 from autofusion.models import FUSIONS
 from autofusion.spaces.load import SPACES_DIR, Space, load_space, merge_space
@@ -72,7 +72,7 @@ class Found:
     @property
     def joinable(self) -> list[str]:
         """The modalities with several columns that a trial may read joined (text fields)."""
-        return [m for m in self.modalities if len(self.roles.get(m, [])) > 1 and REGISTERED.get(m).joinable]
+        return [m for m in self.modalities if len(self.roles.get(m, [])) > 1 and MODALITIES.get(m).joinable]
 
     @property
     def fewest_inputs(self) -> int:
@@ -91,9 +91,9 @@ def find_modalities(manifest: str | Path, columns: dict[str, list[str]] | None =
     """
     path = Path(manifest).resolve()
     df = read_manifest(path)
-    order = [m for m in RESOLVE_ORDER if m in REGISTERED] + [m for m in REGISTERED.names() if m not in RESOLVE_ORDER]
+    order = [m for m in RESOLVE_ORDER if m in MODALITIES] + [m for m in MODALITIES.names() if m not in RESOLVE_ORDER]
     roles = resolve_columns(df, path, order, flag=columns, optional=(*order, "split", "group"))
-    modalities = [m for m in MODALITIES if m in roles]
+    modalities = [m for m in MODALITY_ROLES if m in roles]
     if not modalities:
         raise DataError(
             f"{path}: no column of any modality ({', '.join(order)}) besides the label; columns: "
@@ -223,7 +223,7 @@ def write_auto_space(manifest: str | Path, columns: dict[str, list[str]] | None 
     like any space file) and loaded."""
     text, found = auto_space_text(manifest, columns, name, target)
     name = name or data_name(found.manifest)
-    folder = (home or default_home()) / "spaces"
+    folder = spaces_dir(home or autofusion_home())
     folder.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
     path = folder / f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:8]}.yaml"

@@ -1,7 +1,7 @@
 """Pretrained backbones in the spaces a user gets.
 
 :func:`offer` adds to a space, for each of its modalities, the recommended backbone
-(``autofusion.backbones``) whose weights are here (the weights shelf or the libraries'
+(``autofusion.models.backbones``) whose weights are here (the weights shelf or the libraries'
 caches), else what the shelf holds for that modality: an encoder choice beside the classical
 and from-scratch ones, frozen (its outputs computed once per dataset and cached), and that
 encoder together with the modality's classical one (``tfidf+hf_text``: both read the column)
@@ -19,7 +19,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from autofusion.backbones import (
+from autofusion.errors import ConfigError
+from autofusion.models.backbones import (
     CLASSICAL,
     DEVICES,
     Backbone,
@@ -28,7 +29,6 @@ from autofusion.backbones import (
     recommended,
     uses_of,
 )
-from autofusion.errors import ConfigError
 from autofusion.trial import PAIR
 
 # What a GPU makes affordable: the search picks, per trial, how pretrained encoders train.
@@ -60,7 +60,7 @@ def offers(modalities: list[str], dev: str) -> tuple[list[Offer], list[Backbone]
     """Per use of ``modalities``: the weights to offer (the device's recommended backbone, else
     the other device's, else the newest shelf entry an encoder of that family reads), and the
     device's recommended backbones that are not here."""
-    from autofusion.weight_caches import shelf_entries
+    from autofusion.home import shelf_entries
 
     out: list[Offer] = []
     missing: list[Backbone] = []

@@ -158,7 +158,7 @@ def _validate_names(parsed: SpaceFile) -> None:
     # Imported here: filling the registries imports torch, which `spaces list` doesn't need.
     from autofusion.models import ENCODERS, FUSIONS
     from autofusion.models.losses import LOSSES
-    from autofusion.optim import OPTIMIZERS, SCHEDULES
+    from autofusion.train.optim import OPTIMIZERS, SCHEDULES
 
     for modality, section in parsed.encoders.items():
         _check_section(f"encoders.{modality}", section, ENCODERS[modality], "encoder", parsed)

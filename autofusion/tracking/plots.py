@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from autofusion.metrics import best_first
 from autofusion.search.records import Importance, TrialRecord
 
 TOP_CURVES = 5  # trials drawn in the learning-curves chart
@@ -40,7 +41,7 @@ def png(fig: Any) -> bytes:
 def ranked(trials: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:
     """The trials with a validation value, best first (ties: the earlier trial first)."""
     ok = [t for t in trials if t.best_value is not None and np.isfinite(t.best_value)]
-    return sorted(ok, key=lambda t: (-t.best_value if mode == "max" else t.best_value, t.number))
+    return sorted(ok, key=lambda t: (best_first(t.best_value, mode), t.number))
 
 
 def metric_by_choice(trials: Sequence[TrialRecord], keys: Sequence[tuple[str, str]], metric: str, mode: str,
@@ -63,7 +64,7 @@ def metric_by_choice(trials: Sequence[TrialRecord], keys: Sequence[tuple[str, st
             x = i + rng.uniform(-0.12, 0.12, len(here))
             ax.scatter(x, [t.best_value for t in here], s=28, alpha=0.75, color="#3b6ea5",
                        edgecolors="white", linewidths=0.5, zorder=2)
-            top = (max if mode == "max" else min)(t.best_value for t in here)
+            top = min((t.best_value for t in here), key=lambda v: best_first(v, mode))
             ax.hlines(top, i - 0.3, i + 0.3, color="#999", lw=1, zorder=1)
         if best is not None and best in pts:
             bx = choices.index(str(best.config.get(key, "-")))

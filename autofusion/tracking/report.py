@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from autofusion.metrics import best_first
 from autofusion.search.records import SearchResult, TrialRecord
 from autofusion.tracking import plots as drawing
 from autofusion.tracking.store import client, retry
@@ -87,9 +88,7 @@ def _leaderboard(result: SearchResult, modalities: list[str]) -> str:
     weights = {}
     if result.ensemble is not None and result.ensemble.kept:
         weights = dict(zip(result.ensemble.trials, result.ensemble.weights))
-    order = sorted(result.trials, key=lambda t: (t.best_value is None,
-                                                -(t.best_value or 0) if s.mode == "max" else (t.best_value or 0),
-                                                t.number))
+    order = sorted(result.trials, key=lambda t: (t.best_value is None, best_first(t.best_value or 0, s.mode), t.number))
     header = ["#", "trial", "status", "fusion", *[f"{m} encoder" for m in modalities], "optimizer", "lr", s.metric,
               "best epoch", "epochs", "params", "time (s)", "ensemble weight"]
     rows, classes = [], []

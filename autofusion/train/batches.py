@@ -14,7 +14,7 @@ from torch import Tensor
 from autofusion.data.prepare import PreparedData
 from autofusion.modalities import MODALITIES
 from autofusion.models.build import FusionModel
-from autofusion.models.features import rows
+from autofusion.models.extractors import rows
 
 
 def pick_device(prefer: str | None = None) -> torch.device:

@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from autofusion.data.prepare import PreparedData
 from autofusion.models.build import ForwardOut, FusionModel
 from autofusion.models.losses import build_loss
-from autofusion.optim import build_optimizer, build_schedule
 from autofusion.train.batches import augment_batch, iter_batches
 from autofusion.train.metrics import output_metrics
+from autofusion.train.optim import build_optimizer, build_schedule
 from autofusion.trial import TrialConfig, auto_batch_size
 
 EpochCallback = Callable[[int, dict[str, float], FusionModel], None]

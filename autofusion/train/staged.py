@@ -18,8 +18,8 @@ from torch import nn
 
 from autofusion.data.prepare import PreparedData
 from autofusion.models.build import FusionModel
-from autofusion.models.encoders.pretrained import PretrainedEncoder, top_blocks
-from autofusion.models.features import input_key
+from autofusion.models.encoders._pretrained import PretrainedEncoder, top_blocks
+from autofusion.models.extractors import input_key
 from autofusion.train.loop import TrainingHook
 from autofusion.trial import TrialConfig
 

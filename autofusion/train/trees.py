@@ -17,7 +17,7 @@ from autofusion.data.prepare import PreparedData
 from autofusion.data.rows import trial_inputs
 from autofusion.data.splits import TRAIN, VAL
 from autofusion.metrics import better
-from autofusion.models.features import rows
+from autofusion.models.extractors import rows
 from autofusion.models.trees import Block, TreeFeatures, TreeModel
 from autofusion.train.metrics import output_metrics
 

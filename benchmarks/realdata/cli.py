@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .datasets import DATASETS, ROLES, DatasetSpec, load_dataset, parse_columns, smoke_dataset
+from .datasets import (
+    DATASETS,
+    ROLES,
+    DatasetSpec,
+    load_dataset,
+    parse_columns,
+    smoke_dataset,
+)
 from .methods import METHODS, SMOKE_METHODS, Plan, bench
 from .metrics import published_rows
 from .pretrained import pretrained_verdict

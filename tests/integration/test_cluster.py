@@ -148,7 +148,7 @@ def test_the_doctor_joins_the_cluster_with_the_local_token(head, monkeypatch):
 def test_another_ray_port_of_the_head_is_named_in_seconds(head):
     """A raylet's port speaks gRPC too: the HTTP/2 probe passes, the GCS client says it is not
     the head's GCS (ray.init would try it anyway)."""
-    code = ("from ray._raylet import GcsClient; from autofusion import cluster; import sys\n"
+    code = ("from ray._raylet import GcsClient; from autofusion.search import cluster; import sys\n"
             f"info = next(iter(GcsClient(address='{head.address}').get_all_node_info(timeout=10).values()))\n"
             "try:\n    cluster.probe_address(f'127.0.0.1:{info.node_manager_port}')\n"
             "except Exception as exc:\n    print(exc)\n")
@@ -171,7 +171,7 @@ def _stale_ray_tmpdir(tmp_path: Path) -> Path:
 
 def test_without_address_a_stale_recorded_cluster_is_ignored(tmp_path):
     root = _stale_ray_tmpdir(tmp_path)
-    code = ("import ray; from autofusion.cluster import init_ray; init_ray(None, False); "
+    code = ("import ray; from autofusion.search.cluster import init_ray; init_ray(None, False); "
             "print(ray.get(ray.remote(lambda: 'ran').remote())); ray.shutdown()")
     try:
         t0 = time.time()

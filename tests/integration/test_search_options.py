@@ -10,6 +10,7 @@ import optuna
 import pytest
 
 from autofusion import tracking
+from autofusion.home import state_dir
 from autofusion.search import resume
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
@@ -61,9 +62,9 @@ def test_warm_start_copies_the_finished_trials(seeded):
     second = run_search(_opts(root, experiment="second", warm_start=first.parent_run_id, seed=1))
     home = root / ".autofusion"
     src = optuna.load_study(study_name=first.parent_run_id,
-                            storage=resume.journal_storage(resume.state_dir(home, first.parent_run_id)))
+                            storage=resume.journal_storage(state_dir(home, first.parent_run_id)))
     dst = optuna.load_study(study_name=second.parent_run_id,
-                            storage=resume.journal_storage(resume.state_dir(home, second.parent_run_id)))
+                            storage=resume.journal_storage(state_dir(home, second.parent_run_id)))
     done = [t for t in src.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(dst.trials) == len(done) + 2
     assert [t.params for t in dst.trials[:len(done)]] == [t.params for t in done]

@@ -17,10 +17,10 @@ from autofusion import tracking
 from autofusion.data.arrays import IndexedRows
 from autofusion.data.demo import write_shared_demo
 from autofusion.data.prepare import prepare_data
-from autofusion.features import build_features
 from autofusion.modalities.image import ImageModality
-from autofusion.models.encoders import pretrained
+from autofusion.models.encoders import _pretrained as pretrained
 from autofusion.search.driver import run_search
+from autofusion.search.features import build_features
 from autofusion.search.records import SearchOptions
 from autofusion.spaces.load import SPACES_DIR, load_space
 from tests.helpers import new_store

@@ -175,3 +175,20 @@ def test_every_encoder_and_fusion_module_is_in_its_package_import_list(package):
                if m.rpartition(".")[0] == package and "@register_" in path.read_text(encoding="utf-8")}
     listed = _imported(package, ast.parse(MODULES[package].read_text(encoding="utf-8")))
     assert modules and modules <= listed, f"{package} does not import {sorted(modules - listed)}"
+
+
+def test_every_encoder_sits_in_its_modality_module():
+    """Encoders are split one way, by modality: ``@register_encoder("tfidf", modality="text")`` is in
+    ``models/encoders/text.py`` (or a ``text/`` subpackage), whatever its family; the modules the
+    families share (``_pretrained.py``, ``_classical.py``, ...) register nothing."""
+    folder = PACKAGE / "models" / "encoders"
+    found, misplaced = 0, []
+    for path in sorted(folder.rglob("*.py")):
+        home = path.relative_to(folder).parts[0].removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register_encoder":
+                modality = next((k.value.value for k in node.keywords if k.arg == "modality"), None)
+                found += 1
+                if modality != home:
+                    misplaced.append(f"{node.args[0].value!r} ({modality}) in {path.relative_to(folder)}")
+    assert found and not misplaced, f"encoders outside their modality's module: {misplaced}"

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from autofusion.errors import ClusterError, ConfigError
-from autofusion.raystart import planned_nodes
 from autofusion.search.checks import check_resources, check_weights, space_search
+from autofusion.search.raystart import planned_nodes
 from autofusion.search.records import SearchOptions
 from autofusion.spaces import load_space
 from autofusion.spaces.load import SPACES_DIR

@@ -11,9 +11,9 @@ import torch
 
 from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TRAIN
-from autofusion.features import add_extractor, build_features
 from autofusion.models.build import build_model
-from autofusion.models.features import load_extractor
+from autofusion.models.extractors import load_extractor
+from autofusion.search.features import add_extractor, build_features
 from autofusion.spaces.load import load_space
 from autofusion.train.loop import fit, predict
 from autofusion.trial import TrialConfig

@@ -13,9 +13,9 @@ import torch
 from autofusion.data.demo import write_demo
 from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TRAIN
-from autofusion.features import build_features
 from autofusion.models.build import build_model
-from autofusion.models.features import load_extractor
+from autofusion.models.extractors import load_extractor
+from autofusion.search.features import build_features
 from autofusion.spaces import load_space
 from autofusion.train.loop import fit, predict
 from autofusion.trial import TrialConfig

@@ -12,12 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autofusion.data.arrays import IndexedRows, distinct_cells, per_distinct
 from autofusion.data import cache
+from autofusion.data.arrays import IndexedRows, distinct_cells, per_distinct
 from autofusion.data.cache import Part, build_entry, decoded_columns
 from autofusion.errors import DataError
 from autofusion.modalities import MODALITIES
-from autofusion.models.encoders.pretrained import EMBED_BATCH, MAX_EMBED_BATCH, batch_for_memory
+from autofusion.models.encoders._pretrained import (
+    EMBED_BATCH,
+    MAX_EMBED_BATCH,
+    batch_for_memory,
+)
 
 
 def _mapped(tmp_path, rows: int = 6) -> np.memmap:

@@ -136,8 +136,8 @@ def logged_ensemble(tmp_path_factory, store_template):
     different fusions logged as one ensemble in a search's run."""
     from autofusion.data.demo import write_demo
     from autofusion.data.prepare import prepare_data
-    from autofusion.features import build_features
     from autofusion.models.build import build_model
+    from autofusion.search.features import build_features
     from autofusion.serving.ensemble import Member, log_ensemble_model
     from autofusion.spaces import load_space
     from autofusion.trial import TrialConfig

@@ -20,8 +20,8 @@ from autofusion.cli import cli
 from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TRAIN
 from autofusion.models.build import build_model
-from autofusion.serving.explain import explain_manifest, split_frame
 from autofusion.search.records import PERMUTATION
+from autofusion.serving.explain import explain_manifest, split_frame
 from autofusion.serving.importance import input_importance, targets
 from autofusion.serving.perturb import Perturbation
 from autofusion.spaces import load_space

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autofusion.features import add_extractor
 from autofusion.models import ENCODERS, FUSIONS
 from autofusion.models.build import build_model, count_parameters
+from autofusion.search.features import add_extractor
 from autofusion.spaces.sample import TrialConfig
 from autofusion.train.batches import iter_batches
 from autofusion.train.loop import fit

@@ -9,7 +9,12 @@ import math
 import pytest
 import torch
 
-from autofusion.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_schedule
+from autofusion.train.optim import (
+    OPTIMIZERS,
+    SCHEDULES,
+    build_optimizer,
+    build_schedule,
+)
 
 
 def _model() -> torch.nn.Module:

@@ -14,11 +14,11 @@ import yaml
 
 from autofusion.data.demo import write_demo
 from autofusion.data.prepare import prepare_data
-from autofusion.features import build_features
 from autofusion.models import ENCODERS
 from autofusion.models.build import build_model, whole_model
-from autofusion.models.encoders.pretrained import PretrainedEncoder
-from autofusion.models.features import load_extractor
+from autofusion.models.encoders._pretrained import PretrainedEncoder
+from autofusion.models.extractors import load_extractor
+from autofusion.search.features import build_features
 from autofusion.spaces.load import load_space
 from autofusion.train.hooks import hooks_for
 from autofusion.train.loop import fit, predict
@@ -199,7 +199,7 @@ def test_only_what_the_strategies_need_is_computed(tmp_path, models, demos):
 
 def test_an_interrupted_embedding_run_resumes_at_its_last_chunk(tmp_path, models, demos, monkeypatch):
     """Ctrl-C while the frozen outputs are computed: the next run embeds only what is left."""
-    import autofusion.features as features
+    import autofusion.search.features as features
 
     encs = {"image": {"timm": choices(models, "image", "timm")}, "text": {"embedding_bag": {}}}
     space = space_file(tmp_path, encs)

@@ -15,12 +15,12 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from autofusion.backbones import RECOMMENDED, USES, recommended, uses_of
 from autofusion.cli import cli
 from autofusion.errors import ConfigError
 from autofusion.models import weights
+from autofusion.models.backbones import RECOMMENDED, USES, recommended, uses_of
+from autofusion.models.encoders._timm import create
 from autofusion.models.encoders.pair import EncoderPair
-from autofusion.models.encoders.timm_image import create
 from autofusion.search.handbuilt import default_trial, first_trials
 from autofusion.spaces.auto import auto_space_text, write_auto_space
 from autofusion.spaces.load import SPACES_DIR, load_space

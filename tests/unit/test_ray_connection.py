@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from autofusion import cluster
-from autofusion.cluster import GIB, check_trial_resources, resolve_address, token_source
 from autofusion.errors import ClusterError
+from autofusion.search import cluster
+from autofusion.search.cluster import (
+    GIB,
+    check_trial_resources,
+    resolve_address,
+    token_source,
+)
 
 
 def _node(cpus: float, gpus: float = 0.0, mem_gib: float = 8.0, alive: bool = True) -> dict:

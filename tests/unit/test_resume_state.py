@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from autofusion import tracking
 from autofusion.errors import ConfigError
+from autofusion.home import state_dir
 from autofusion.search import resume
 from autofusion.search.records import SearchOptions
 from autofusion.search.runs import read_trials
@@ -94,7 +95,7 @@ def test_the_trials_view_reads_every_child_run_in_one_call_each(search):
 def test_the_saved_options_come_back_with_the_space_text(tmp_path: Path):
     home = tmp_path / "home"
     opts = SearchOptions(task="image_text", num_trials=5, objectives=("num_params",), seed=3, quiet=False)
-    resume.save_options(resume.state_dir(home, "abc"), opts, SPACE)
+    resume.save_options(state_dir(home, "abc"), opts, SPACE)
     assert resume.load_options(home, "abc")["space_text"] == SPACE.raw_text()
     again, run_id = resume.resumed_options(SearchOptions(resume="abc", quiet=True, concurrency=2), home)
     assert run_id == "abc" and (again.num_trials, again.seed, again.objectives) == (5, 3, ("num_params",))

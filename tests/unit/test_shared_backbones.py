@@ -20,8 +20,8 @@ import yaml
 from autofusion import tracking
 from autofusion.data.demo import write_demo
 from autofusion.data.prepare import prepare_data
-from autofusion.features import build_features
 from autofusion.models.build import build_model, whole_model
+from autofusion.search.features import build_features
 from autofusion.search.records import PERMUTATION, REMOVAL
 from autofusion.serving import shared_backbones as backbones
 from autofusion.serving.ensemble import Member, log_ensemble_model

@@ -20,9 +20,9 @@ from autofusion.data.manifest import resolve_columns
 from autofusion.data.prepare import prepare_data
 from autofusion.data.rows import trial_inputs
 from autofusion.errors import DataError
-from autofusion.features import build_features
 from autofusion.modalities.text import join_fields
 from autofusion.models.build import build_model
+from autofusion.search.features import build_features
 from autofusion.spaces.auto import find_modalities, write_auto_space
 from autofusion.train.loop import fit
 from autofusion.train.metrics import probability_scores
@@ -119,7 +119,11 @@ def test_both_layouts_train_and_serve_raw_rows(tmp_path, store_template):
     through MLflow, the one-per-column one through the same pyfunc class from its files."""
     import json
 
-    from autofusion.serving.pyfunc import ArtifactContext, FusionPyfunc, save_model_files
+    from autofusion.serving.pyfunc import (
+        ArtifactContext,
+        FusionPyfunc,
+        save_model_files,
+    )
 
     _, data = _prepared(tmp_path)
     rows = pd.read_csv(_movies(tmp_path)).iloc[[1, 2, 3, 4]]

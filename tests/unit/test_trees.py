@@ -13,8 +13,8 @@ import torch
 
 from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TEST, TRAIN
-from autofusion.features import build_features
 from autofusion.models.trees import MAX_COLUMNS, Block, TreeModel
+from autofusion.search.features import build_features
 from autofusion.serving.pyfunc import ArtifactContext
 from autofusion.serving.trees import TreePyfunc, save_tree_files
 from autofusion.spaces.auto import write_auto_space

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from autofusion.components import Registry
 from autofusion.models.base import Encoder, Tokens
-from autofusion.models.features import (
+from autofusion.models.extractors import (
     FROZEN,
     FeatureExtractor,
     feature_key,

@@ -7,7 +7,12 @@ from torch import Tensor, nn
 
 from autofusion.components import Rate, Size
 from autofusion.models.base import Fusion, Tokens, register_fusion
-from autofusion.models.fusion._common import projections, round_up, unmask_empty_rows, weighted_sum
+from autofusion.models.fusion._common import (
+    projections,
+    round_up,
+    unmask_empty_rows,
+    weighted_sum,
+)
 from autofusion.models.masking import masked_mean
 
 

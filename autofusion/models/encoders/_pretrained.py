@@ -1,15 +1,16 @@
-"""What every pretrained encoder family shares (``hf.py``: hf_text, hf_audio, clip;
-``timm_image.py``: timm): its model-input extractor, its frozen outputs computed once, token
-capping, and the blocks that staged training unfreezes.
+"""What every pretrained encoder shares (``hf_text`` and ``clip`` in ``text.py``, ``timm`` and
+``clip`` in ``image.py``, ``hf_audio`` in ``audio.py``; their models are loaded by ``_hf.py`` and
+``_timm.py``): its model-input extractor, its frozen outputs computed once, token capping, and
+the blocks that staged training unfreezes.
 
-A pretrained encoder reads one of two kinds of arrays (``models.features.pretrained_layout``):
+A pretrained encoder reads one of two kinds of arrays (``models.extractors.pretrained_layout``):
 
 * its **model inputs**, from its :class:`ModelInputs` extractor (token ids and attention mask
   from its own tokenizer, uint8 pixels at its own size, waveforms at its own rate through its
   own feature extractor), when it is fine-tuned or logged and served whole;
 * its **frozen outputs** (``pooled`` ``[N, D]``, ``tokens`` ``[N, T, D]`` capped at
   ``max_tokens``, a ``pad`` mask where tokens are padding), computed once per dataset by
-  :func:`embed` and cached on disk as float16 (``autofusion.features``), when it is frozen: it
+  :func:`embed` and cached on disk as float16 (``autofusion.search.features``), when it is frozen: it
   then holds no backbone at all, and a trial trains fusion and head only.
 
 The preprocessing comes from the model's own files and is saved with the fitted extractor
@@ -36,7 +37,7 @@ from autofusion.errors import ConfigError
 from autofusion.modalities import DecodeError, ModalityInfo
 from autofusion.modalities.base import open_source
 from autofusion.models.base import Encoder, Tokens
-from autofusion.models.features import FeatureExtractor
+from autofusion.models.extractors import FeatureExtractor
 from autofusion.models.weights import Weights
 
 EMBED_BATCH = 32  # rows per forward pass when the frozen outputs are computed on a CPU (the least on a GPU)
@@ -198,7 +199,7 @@ class PretrainedEncoder(Encoder):
         super().__init__()
         extra = info.extra
         if "dim" not in extra:
-            raise ConfigError(f"{type(self).__name__}: its features were not prepared (autofusion.features)")
+            raise ConfigError(f"{type(self).__name__}: its features were not prepared (autofusion.search.features)")
         self.out_dim = int(extra["dim"])
         self.max_tokens = int(max_tokens)
         self.backbone = None
@@ -322,7 +323,7 @@ def top_blocks(encoder: PretrainedEncoder, n: int) -> list[nn.Parameter]:
 def embed(encoder: PretrainedEncoder, arrays: dict[str, np.ndarray], *, batch_size: int = EMBED_BATCH,
           progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """Frozen outputs of every row, in batches, on the GPU when there is one: float arrays as
-    float16, the pad mask as bool. Callers hand it a chunk at a time (``autofusion.features``)."""
+    float16, the pad mask as bool. Callers hand it a chunk at a time (``autofusion.search.features``)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     encoder.to(device).eval()
     n = len(next(iter(arrays.values())))

@@ -9,7 +9,12 @@ import sys
 import threading
 from typing import Any
 
-from autofusion.cluster import init_ray, probe_address, quiet_native_stderr, resolve_address
+from autofusion.search.cluster import (
+    init_ray,
+    probe_address,
+    quiet_native_stderr,
+    resolve_address,
+)
 
 
 class RayStart:

@@ -1,12 +1,35 @@
-"""Where pretrained weights are kept: the libraries' own caches and autofusion's weights shelf,
-read from the environment at each call (so a changed ``HF_HOME`` is seen). A leaf without
-heavy imports: `autofusion doctor` reads it before torch is known to load."""
+"""Where autofusion keeps things: its home (``$AUTOFUSION_HOME`` or ``./.autofusion``) and the
+folders in it (the decode and feature caches, a search's resumable state, the spaces assembled
+from data), and where pretrained weights are kept (the libraries' own caches and autofusion's
+weights shelf). Read from the environment at each call (so a changed ``HF_HOME`` is seen). A
+leaf without heavy imports: `autofusion doctor` reads it before torch is known to load.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+
+def autofusion_home() -> Path:
+    """Where autofusion keeps caches and search state: ``$AUTOFUSION_HOME`` or ``./.autofusion``."""
+    return Path(os.environ.get("AUTOFUSION_HOME", ".autofusion")).resolve()
+
+
+def decode_cache_dir(home: Path) -> Path:
+    """The decode cache (decoded media and features by data fingerprint): ``<home>/cache``."""
+    return home / "cache"
+
+
+def state_dir(home: Path, search_id: str) -> Path:
+    """The folder that holds search ``search_id``'s state (for ``--resume``)."""
+    return home / "searches" / search_id
+
+
+def spaces_dir(home: Path) -> Path:
+    """Where the spaces assembled from data are written."""
+    return home / "spaces"
 
 
 def _cache_root() -> Path:

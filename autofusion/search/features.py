@@ -1,5 +1,5 @@
 """The feature stage, between the data and the trials: every feature extractor the space's
-encoder choices need (``autofusion.models.features``) is fitted on the training rows and
+encoder choices need (``autofusion.models.extractors``) is fitted on the training rows and
 applied once per search to every distinct cell (rows that share a file or a text index into
 its arrays: ``data.arrays.IndexedRows``), so all trials share its arrays and none recomputes
 them.
@@ -29,14 +29,15 @@ import numpy as np
 import pandas as pd
 
 from autofusion.data.arrays import IndexedRows, distinct_cells, per_distinct
-from autofusion.data.cache import Part, build_entry, default_home, feature_dir
+from autofusion.data.cache import Part, build_entry, feature_dir
 from autofusion.data.prepare import PreparedData
 from autofusion.data.splits import TRAIN
+from autofusion.home import autofusion_home
 from autofusion.models import ENCODERS
 from autofusion.models.build import feature_keys
+from autofusion.models.encoders._pretrained import FrozenOutputs, embed_chunk
 from autofusion.models.encoders.pair import add_pairs
-from autofusion.models.encoders.pretrained import FrozenOutputs, embed_chunk
-from autofusion.models.features import (
+from autofusion.models.extractors import (
     feature_key,
     feature_params,
     frozen_key,
@@ -70,7 +71,7 @@ def build_features(data: PreparedData, space: object, *, home: Path | None = Non
                 continue
             consts = {k: v for k, v in params.items() if not isinstance(v, Distribution)}
             if getattr(cls, "pretrained", False):
-                notes += add_pretrained(data, m, name, consts, strategies, home=home or default_home(), quiet=quiet)
+                notes += add_pretrained(data, m, name, consts, strategies, home=home or autofusion_home(), quiet=quiet)
                 continue
             t0 = time.perf_counter()
             key, built = add_extractor(data, m, name, consts)
