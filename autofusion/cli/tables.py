@@ -43,6 +43,18 @@ def _human(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
 
 
+def cache_line(result: SearchResult) -> str | None:
+    """What the pretrained encoders' feature cache cost this search, and that later searches on
+    the same data reuse it; None when the search used no pretrained encoder."""
+    said = result.data_summary.get("feature caches")
+    if not said:
+        return None
+    built = "built" in said
+    took = result.phases.get("features")
+    return (f"Pretrained feature cache: {said}" + (f"; the features phase took {took:.1f}s" if took is not None else "")
+            + ("; later searches on this data reuse it" if built else " (computed by an earlier search)"))
+
+
 def print_summary(result: SearchResult, modalities: list[str], console: Any) -> None:
     """The table, the counts, the best trial's test metrics and where its model went."""
     console.print(summary_table(result, modalities))
@@ -51,6 +63,9 @@ def print_summary(result: SearchResult, modalities: list[str], console: Any) -> 
                   f"in {result.wall_seconds:.0f}s (data: {result.data_summary})", highlight=False)
     if result.phases:
         console.print(f"Where the time went: {phase_line(result.phases)}", highlight=False, markup=False)
+    caches = cache_line(result)
+    if caches:
+        console.print(caches, highlight=False, markup=False)
     for t in result.trials:
         if t.status == "failed":
             console.print(f"  trial {t.number} failed: {t.error}", highlight=False)

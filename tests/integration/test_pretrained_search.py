@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from autofusion import tracking
+from autofusion.cli.tables import cache_line
 from autofusion.errors import ConfigError
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
@@ -76,6 +77,9 @@ def test_the_first_search_builds_the_feature_caches_and_the_second_reuses_them(s
     for key in ("autofusion.feature_cache.text.hf_text", "autofusion.feature_cache.image.timm"):
         assert (tags[0][key], tags[1][key]) == ("built", "reused")
     assert sorted(second.data_summary["feature caches"].split(", ")) == ["image.timm reused", "text.hf_text reused"]
+    said = [cache_line(r) for r in (first, second)]  # the summary's line
+    assert said[0].endswith("later searches on this data reuse it") and "the features phase took" in said[0]
+    assert said[1].endswith("(computed by an earlier search)")
     params = c.get_run(first.parent_run_id).data.params
     assert any(k.startswith("pretrained.hf_text-") and k.endswith(".max_length") for k in params)
 

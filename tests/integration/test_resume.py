@@ -45,7 +45,7 @@ def _start(tmp_path: Path, uri: str, trials: int = 0, resume: str | None = None)
         space = tmp_path / "slow.yaml"
         space.write_text(SLOW_SPACE)
         args = ["--space", str(space), "--num-trials", str(trials), "--max-epochs", "2", "--concurrency", "1",
-                "--demo-samples", "400", "--tracking-uri", uri]
+                "--demo-samples", "400", "--no-trees", "--bagging", "0", "--tracking-uri", uri]
     return subprocess.Popen([exe, "search", *args, "--quiet"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -33,8 +33,10 @@ def load_model(extra: dict, load: bool) -> nn.Module:
     """The transformers model: its pretrained weights from the local folder, or (``load``
     False, a state dict follows) only its architecture from the config saved in ``extra``."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     if load:
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would land among the search's lines
         return AutoModel.from_pretrained(extra["source"], dtype=torch.float32)
     return AutoModel.from_config(config_from(extra["config"]), dtype=torch.float32)  # not the config's fp16
 
