@@ -11,6 +11,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow's HTTP retries wait 1, 2, 4, ... s (its factor, an integer, halved from 2): a tracking
+# server back after a restart is written to sooner; the writer thread's own retries
+# (tracking/writer.py) cover longer outages.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
 def quiet_libraries(verbose: bool = False) -> None:
