@@ -20,7 +20,7 @@ import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -211,10 +211,27 @@ def log_pyfunc(uri: str, run_id: str, name: str, model_cls: type, artifacts: dic
     ctx = ArtifactContext(artifacts)
     py.load_context(ctx)
     sig = signature(data, example, py.predict(ctx, example))
-    with mlflow.start_run(run_id=run_id):
+    with in_run(uri, run_id):
         info = mlflow.pyfunc.log_model(name=name, python_model=model_cls(), artifacts=artifacts, signature=sig,
                                        input_example=example, pip_requirements=requirements())
     return info.model_uri
+
+
+@contextlib.contextmanager
+def in_run(uri: str, run_id: str) -> Iterator[None]:
+    """``mlflow.start_run(run_id=...)`` to log into an existing run, leaving its status as it
+    was: leaving the block would otherwise end it FINISHED, and a search's run logs its
+    ensemble and its bagged model while the search still runs (a search stopped then must not
+    look finished, nor refuse ``--resume``)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    before = client.get_run(run_id).info.status
+    with mlflow.start_run(run_id=run_id):
+        yield
+    if before != "FINISHED":
+        client.update_run(run_id, status=before)
 
 
 def requirements() -> list[str]:
