@@ -133,7 +133,7 @@ def run_case(manifest: Path, space_path: Path, home: Path) -> dict:
     """One case in this process: the stages' seconds and memory (see the module's docstring)."""
     import sklearn.model_selection  # noqa: F401 - imported before timing: the stages' own cost is measured
     import timm  # noqa: F401
-    import torch
+    import torch  # noqa: F401 - imported before timing, as the others
     import transformers  # noqa: F401
 
     from autofusion.data.prepare import prepare_data
