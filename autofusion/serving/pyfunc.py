@@ -228,10 +228,12 @@ def in_run(uri: str, run_id: str) -> Iterator[None]:
 
     client = MlflowClient(tracking_uri=uri)
     before = client.get_run(run_id).info.status
-    with mlflow.start_run(run_id=run_id):
-        yield
-    if before != "FINISHED":
-        client.update_run(run_id, status=before)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            yield
+    finally:  # a failed log_model (the search goes on without that model) too
+        if before != "FINISHED":
+            client.update_run(run_id, status=before)
 
 
 def requirements() -> list[str]:

@@ -22,6 +22,12 @@ def test_a_running_run_stays_running_and_an_ended_one_stays_ended(sqlite_uri):
     assert c.get_run(running).info.status == "RUNNING"
     assert c.get_run(ended).info.status == "FAILED"
     assert {c.get_run(r).data.params["logged"] for r in (running, ended)} == {"yes"}
+    try:  # a model that fails to log leaves the run as it was too
+        with in_run(sqlite_uri, running):
+            raise RuntimeError("log_model failed")
+    except RuntimeError:
+        pass
+    assert c.get_run(running).info.status == "RUNNING"
     with mlflow.start_run(run_id=running):  # what in_run guards against
         pass
     assert c.get_run(running).info.status == "FINISHED"
