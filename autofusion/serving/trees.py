@@ -17,12 +17,7 @@ from autofusion.data.prepare import DataMeta
 from autofusion.models.extractors import load_extractor
 from autofusion.models.trees import TreeModel
 from autofusion.serving.inputs import model_inputs
-from autofusion.serving.pyfunc import log_pyfunc, output_frame
-
-try:
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover - mlflow is a dependency
-    PythonModel = object  # type: ignore[misc,assignment]
+from autofusion.serving.pyfunc import PythonModel, log_pyfunc, output_frame
 
 
 class TreePyfunc(PythonModel):
@@ -47,8 +42,9 @@ class TreePyfunc(PythonModel):
         out = self.trees.outputs(columns)
         if self.meta.target == "regression":
             return out
-        probs = np.exp(out - out.max(axis=1, keepdims=True))
-        return probs / probs.sum(axis=1, keepdims=True)
+        from scipy.special import softmax
+
+        return softmax(out, axis=1)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
