@@ -79,6 +79,27 @@ def locate(name: str) -> Weights:
     return hf_model(name)
 
 
+def maybe_here(name: str) -> bool:
+    """False when ``name``'s weights cannot be here, decided from the folders alone (no timm or
+    torchvision import, 2-3 s of a search's start-up): nothing on the shelf under that name,
+    no Hugging Face cache folder that could hold it, no file in the torch hub cache. True means
+    "look": :func:`locate` decides."""
+    if local_path(name) is not None or shelved(name) is not None:
+        return True
+    library, _, model = name.partition(":")
+    if library in ("timm", "torchvision"):
+        hub = torch_hub_checkpoints()
+        if hub.is_dir() and any(hub.iterdir()):
+            return True
+        if library == "torchvision":
+            return False
+        cache = hf_hub_cache()  # timm's hub repositories: timm/NAME.TAG, or another owner's
+        wanted = model.lower()
+        return cache.is_dir() and any(p.name.startswith("models--") and wanted in p.name.lower()
+                                      for p in cache.iterdir())
+    return (hf_hub_cache() / f"models--{name.replace('/', '--')}").is_dir()
+
+
 def origin(w: Weights) -> str:
     """Where weights were found, in words: the shelf, a library's cache, or a local path."""
     path = Path(w.path).resolve()

@@ -35,6 +35,7 @@ from autofusion.data.splits import TRAIN
 from autofusion.home import autofusion_home
 from autofusion.models import ENCODERS
 from autofusion.models.build import feature_keys
+from autofusion.models.encoders._classical import Standardised
 from autofusion.models.encoders._pretrained import FrozenOutputs, embed_chunk
 from autofusion.models.encoders.pair import add_pairs
 from autofusion.models.extractors import (
@@ -74,7 +75,7 @@ def build_features(data: PreparedData, space: object, *, home: Path | None = Non
                 notes += add_pretrained(data, m, name, consts, strategies, home=home or autofusion_home(), quiet=quiet)
                 continue
             t0 = time.perf_counter()
-            key, built = add_extractor(data, m, name, consts)
+            key, built = add_extractor(data, m, name, consts, home=home, quiet=quiet)
             if built:
                 facts = ", ".join(f"{k} {v}" for k, v in data.meta.feature_infos[key].items())
                 notes.append(f"{m} {name}: fitted on the training rows in {time.perf_counter() - t0:.1f}s ({facts})")
@@ -92,11 +93,12 @@ def space_strategies(space: object) -> set[str]:
     return {str(value)} & set(STRATEGIES) or {"frozen"}
 
 
-def add_extractor(data: PreparedData, modality: str, encoder: str, params: dict, *,
-                  transform: bool = True) -> tuple[str, bool]:
+def add_extractor(data: PreparedData, modality: str, encoder: str, params: dict, *, transform: bool = True,
+                  home: Path | None = None, quiet: bool = True) -> tuple[str, bool]:
     """Fits ``encoder``'s extractor on the training rows of ``modality``'s inputs and (unless
     ``transform`` is False) applies it to every distinct cell; returns its key and whether it
-    was built now (False: it already was)."""
+    was built now (False: it already was). With ``home``, the per-file features of a
+    standardised extractor (pixel and MFCC statistics) come from the feature cache."""
     cls = ENCODERS[modality].get(encoder)
     key = feature_key(encoder, cls, params)
     if key in data.extractors:
@@ -104,14 +106,45 @@ def add_extractor(data: PreparedData, modality: str, encoder: str, params: dict,
     meta = data.meta
     extractor = cls.extractor(modality, meta.prep[modality], feature_params(cls, params))
     names = [i.name for i in meta.input_specs if i.modality == modality]
-    train = [data.raw[n][(data.split == TRAIN) & data.present[n]] for n in names]
-    extractor.fit(pd.concat(train, ignore_index=True))
-    if transform:
-        for n in names:
-            data.features[f"{n}|{key}"] = per_distinct(data.raw[n], extractor.transform)
+    if transform and home is not None and isinstance(extractor, Standardised):
+        _add_standardised(data, extractor, names, key, home, quiet)
+    else:
+        train = [data.raw[n][_train_rows(data, n)] for n in names]
+        extractor.fit(pd.concat(train, ignore_index=True))
+        if transform:
+            for n in names:
+                data.features[f"{n}|{key}"] = per_distinct(data.raw[n], extractor.transform)
     data.extractors[key] = extractor
     meta.feature_infos[key] = extractor.info(meta.infos[modality])
     return key, True
+
+
+def _train_rows(data: PreparedData, name: str) -> np.ndarray:
+    """The training rows where input ``name`` is present (what extractors are fitted on)."""
+    return (data.split == TRAIN) & data.present[name]
+
+
+def _rows_key(data: PreparedData) -> str:
+    """The rows a search kept, as part of a feature cache key."""
+    return hashlib.sha256(data.row_ids.tobytes()).hexdigest()[:16]
+
+
+def _add_standardised(data: PreparedData, extractor: Standardised, names: list[str], key: str, home: Path,
+                      quiet: bool) -> None:
+    """``extractor``'s features of each distinct file from the feature cache (computed on a
+    miss), its mean and deviation fitted on the training rows' features, and its arrays
+    standardised once per distinct file: a second search on the same data decodes no file for
+    it, and a first search decodes each file once, not once to fit and again to transform."""
+    def features(cells: pd.Series, start: int, end: int) -> dict:
+        return {"x": extractor.features(list(cells))}
+
+    raw = {}
+    for n in names:
+        folder = feature_dir(home, data.meta.fingerprint, _rows_key(data), n, extractor.features_identity())
+        raw[n] = _entry(folder, data.raw[n], features, f"{key} ({n}): features", quiet)[0]["x"]
+    extractor.fit_features(np.concatenate([raw[n][_train_rows(data, n)] for n in names]))
+    for n in names:
+        data.features[f"{n}|{key}"] = {"x": IndexedRows(extractor.standardise(raw[n].values), raw[n].index)}
 
 
 def add_pretrained(data: PreparedData, modality: str, encoder: str, params: dict, strategies: set[str], *,
@@ -123,7 +156,7 @@ def add_pretrained(data: PreparedData, modality: str, encoder: str, params: dict
     inputs = data.extractors[inputs_key]
     meta = data.meta
     names = [i.name for i in meta.input_specs if i.modality == modality]
-    rows = hashlib.sha256(data.row_ids.tobytes()).hexdigest()[:16]
+    rows = _rows_key(data)
     notes = []
     if built:
         pre = ", ".join(f"{k} {v}" for k, v in inputs.preprocessing().items())

@@ -18,13 +18,15 @@ from autofusion.errors import DataError, TrackingError
 from autofusion.modalities import MODALITIES
 
 
-def load_model(uri: str, model_uri: str) -> Any:
-    """An MLflow pyfunc model by URI (``models:/NAME@alias``, ``runs:/...``, a path)."""
+def load_model(uri: str, model_uri: str, *, same_environment: bool = False) -> Any:
+    """An MLflow pyfunc model by URI (``models:/NAME@alias``, ``runs:/...``, a path).
+    ``same_environment``: the model was logged by this process, so MLflow's check of its
+    requirements against the installed packages (about 0.2 s a load) is skipped."""
     import mlflow
 
     tracking.client(uri)  # sets the global tracking and registry URIs
     try:
-        return mlflow.pyfunc.load_model(model_uri)
+        return mlflow.pyfunc.load_model(model_uri, suppress_warnings=same_environment)
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise TrackingError(f"cannot load model {model_uri!r} from {uri}: {first}") from None
@@ -33,7 +35,7 @@ def load_model(uri: str, model_uri: str) -> Any:
 def load_once(uri: str, model_uri: str, loaded: dict[str, Any]) -> Any:
     """:func:`load_model`, kept in ``loaded`` so that the steps after a search load each model once."""
     if model_uri not in loaded:
-        loaded[model_uri] = load_model(uri, model_uri)
+        loaded[model_uri] = load_model(uri, model_uri, same_environment=True)
     return loaded[model_uri]
 
 

@@ -50,6 +50,8 @@ def found_where(name: str) -> str | None:
     """Where the weights named ``name`` (as ``weights pull`` names them) are here; None: nowhere."""
     from autofusion.models import weights
 
+    if not weights.maybe_here(name):  # without importing timm or torchvision
+        return None
     try:
         return weights.origin(weights.locate(name))
     except ConfigError:

@@ -52,6 +52,36 @@ def test_the_features_are_standardised_with_the_training_rows_only(prepared):
         assert data.meta.feature_infos[key] == {"features": width}
 
 
+def test_with_a_home_the_per_file_features_are_cached_and_a_second_search_decodes_nothing(prepared, monkeypatch):
+    """The feature cache holds pixel and MFCC statistics per distinct file: the first build
+    computes each file's once (not once to fit and again to transform), a second build on the
+    same data none, and both give the arrays and statistics of the build without a cache."""
+    from autofusion.models.encoders.audio import MfccStatsExtractor
+    from autofusion.models.encoders.image import PixelStatsExtractor
+
+    root, manifest, plain, _ = prepared
+    space = load_space("image_audio")
+    seen: list[int] = []
+    for cls in (PixelStatsExtractor, MfccStatsExtractor):
+        def counted(self, cells, features=cls.features):
+            seen.append(len(cells))
+            return features(self, cells)
+
+        monkeypatch.setattr(cls, "features", counted)
+    for build in ("first", "second"):
+        seen.clear()
+        data = prepare_data(manifest, space, seed=0, home=root / "home")
+        build_features(data, space, home=root / "home")
+        distinct = sum(len(set(data.raw[m])) for m in ("image", "audio"))
+        assert sum(seen) == (distinct if build == "first" else 0), (build, seen)
+        for modality, name in (("image", "pixels"), ("audio", "mfcc_stats")):
+            key, ext = _extractor(data, name)
+            _, want = _extractor(plain, name)
+            assert np.allclose(ext.mean, want.mean) and np.allclose(ext.std, want.std)
+            assert np.allclose(data.features[f"{modality}|{key}"]["x"][:], plain.features[f"{modality}|{key}"]["x"][:],
+                               atol=1e-5)
+
+
 def test_a_saved_extractor_transforms_as_the_fitted_one(prepared, tmp_path):
     _, _, data, _ = prepared
     for modality, name in (("image", "pixels"), ("audio", "mfcc_stats")):

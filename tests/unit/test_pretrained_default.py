@@ -120,6 +120,28 @@ def test_an_assembled_space_offers_the_recommended_encoder_only_when_its_weights
     assert all(t["encoder.text"] == "tfidf+hf_text" for t in first_trials(space, "classification", 9, 0))
 
 
+def test_weights_that_cannot_be_here_are_ruled_out_from_the_folders_alone(tmp_path):
+    """With empty caches and shelf, no recommended name may be here, and a built-in space loads
+    without importing timm or torchvision (2-3 s of every search's start-up); a cache folder
+    or file that could hold the weights sends the lookup on to the libraries."""
+    import subprocess
+    import sys
+
+    names = [b.weights for b in RECOMMENDED]
+    assert not any(weights.maybe_here(n) for n in names), names
+    code = ("import sys; from autofusion.spaces.load import load_space; load_space('image_text'); "
+            "print(sorted(m for m in ('timm', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    (tmp_path / "hf" / "models--timm--efficientnet_lite0.ra_in1k").mkdir(parents=True)
+    (tmp_path / "hf" / f"models--{MINILM.replace('/', '--')}").mkdir()
+    assert weights.maybe_here("timm:efficientnet_lite0") and weights.maybe_here(MINILM)
+    assert not weights.maybe_here("timm:resnet18") and not weights.maybe_here("torchvision:resnet18")
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"")
+    assert weights.maybe_here("torchvision:resnet18") and weights.maybe_here("timm:resnet18")
+    assert weights.maybe_here(str(tmp_path / "hf"))  # a local path: the lookup decides
+
 def test_built_in_spaces_gain_what_is_here_and_a_gpu_searches_the_strategy(tmp_path, monkeypatch):
     plain = load_space("image_text")
     assert "hf_text" not in plain.file.encoders["text"].choices and not plain.text

@@ -28,14 +28,28 @@ class Standardised(FeatureExtractor):
         raise NotImplementedError
 
     def fit(self, cells: pd.Series) -> None:
-        x = self.features(list(cells)).astype(np.float64)
+        self.fit_features(self.features(list(cells)))
+
+    def transform(self, cells: pd.Series) -> dict[str, Any]:
+        return {"x": self.standardise(self.features(list(cells)))}
+
+    def fit_features(self, x: np.ndarray) -> None:
+        """The mean and standard deviation of the training rows' ``features``."""
+        x = np.asarray(x, dtype=np.float64)
         self.mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
         std = x.std(axis=0) if len(x) > 1 else np.ones(x.shape[1])
         self.std = np.where(std > 1e-8, std, 1.0)
 
-    def transform(self, cells: pd.Series) -> dict[str, Any]:
-        x = (self.features(list(cells)) - self.mean) / self.std
-        return {"x": np.clip(x, -CLIP, CLIP).astype(np.float32)}
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        """``features`` rows standardised as fitted, clipped, float32."""
+        return np.clip((np.asarray(x) - self.mean) / self.std, -CLIP, CLIP).astype(np.float32)
+
+    #: bumped when ``features`` computes something else: the feature cache's entries then miss
+    features_version: int = 1
+
+    def features_identity(self) -> dict:
+        """What makes two extractors compute the same ``features`` per cell (the feature cache's key)."""
+        return {**self.identity(), "prep": self.prep, "version": self.features_version}
 
     def save_state(self, folder: Path) -> None:
         np.save(folder / "mean.npy", self.mean)
