@@ -52,10 +52,14 @@ def folds_for(settings: Any, rows: int) -> int:
 def chosen(trials: list[TrialRecord], best: TrialRecord, ensemble: Any) -> list[TrialRecord]:
     """The configurations to bag: the greedy ensemble's members, most weight first (kept or
     not: its picks are the trials that help each other most), else the best trial; at most
-    ``MAX_CONFIGS``."""
+    ``MAX_CONFIGS``. Then the trees member, whatever the ensemble picked: its folds take
+    seconds on the driver, and the out-of-fold selection over every pooled row, not the
+    ensemble's ~150 validation rows, judges whether it helps."""
     numbers = list(ensemble.trials) if ensemble is not None else [best.number]
     by_number = {t.number: t for t in trials}
-    return [by_number[n] for n in numbers if n in by_number][:MAX_CONFIGS] or [best]
+    picked = [by_number[n] for n in numbers if n in by_number][:MAX_CONFIGS] or [best]
+    trees = [t for t in trials if t.kind == KIND and t.status == "finished" and t not in picked]
+    return picked + trees[:1]
 
 
 def run_bagging(ctx: Any, configs: list[TrialRecord], k: int) -> tuple[BaggedResult, list[Any]] | None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from autofusion.data.splits import TEST, TRAIN, VAL
+from autofusion.models.trees import KIND
 from autofusion.search import bagging
 from autofusion.search.bagging import FOLDS, _out_of_fold, chosen, folds_for
 from autofusion.search.folds import fit_fold, fold_splits
@@ -86,3 +87,7 @@ def test_the_configurations_bagged_are_the_ensembles_heaviest():
                          best_val_value=0.8, kept=False, candidates=6, rounds=25)
     assert [t.number for t in chosen(trials, trials[3], ens)] == [4, 2, 6]
     assert [t.number for t in chosen(trials, trials[2], None)] == [3]
+    trees = TrialRecord("trees-1", 7, {}, status="finished", kind=KIND)  # the trees member joins them
+    assert [t.number for t in chosen([*trials, trees], trials[3], ens)] == [4, 2, 6, 7]
+    ens7 = dataclasses.replace(ens, trials=[7, 4, 2, 6])  # once, where the ensemble picked it
+    assert [t.number for t in chosen([*trials, trees], trials[3], ens7)] == [7, 4, 2]
