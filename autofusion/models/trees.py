@@ -11,6 +11,10 @@ Each input becomes a block of columns:
   ``MAX_COLUMNS`` components by a truncated SVD fitted on the training rows when wider (a
   40,000-column TF-IDF becomes 64 columns of its main directions).
 
+The linear member (``models.linear``) reads the same blocks unreduced (``linear=True``): the
+numbers with missing ones at 0 beside their indicators, each category one column, every block
+scaled to a mean row norm of one on the training rows, as one sparse row.
+
 Inputs without such features (a raw clip, a video) are left out. What is fitted (the SVD
 components, the block layout) is saved as JSON and ``.npy`` arrays and the booster in
 LightGBM's own text format: nothing is pickled, and serving builds the same rows from raw
@@ -26,8 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from autofusion.models.linear import LINEAR, LinearBooster
+
 MAX_COLUMNS = 64  # a block wider than this is reduced to this many SVD components
 KIND = "lightgbm"  # TrialRecord.kind of a trees member, and its name in configs and tags
+ROW_MODELS = (KIND, LINEAR)  # the members over one feature row per sample, fitted on the driver
 
 
 @dataclass
@@ -67,12 +74,19 @@ class TreeFeatures:
 
     blocks: list[Block]
     components: dict[str, np.ndarray] = field(default_factory=dict)  # input -> [MAX_COLUMNS, columns]
+    linear: bool = False  # the linear member's layout: unreduced, one-hot categories, scaled blocks
+    widths: dict[str, list[int]] = field(default_factory=dict)  # linear: input -> each category's columns
+    scales: dict[str, float] = field(default_factory=dict)  # linear: input -> its block's factor
 
     def fit(self, columns: dict[str, Any], seed: int = 0) -> None:
         """Fits the SVD of every extractor block wider than ``MAX_COLUMNS`` on the training
-        rows' ``columns`` (by input), and records each block's width."""
+        rows' ``columns`` (by input), and records each block's width (the linear layout: each
+        category's columns and each block's scale)."""
         from sklearn.decomposition import TruncatedSVD
 
+        if self.linear:
+            self._fit_linear(columns)
+            return
         for b in self.blocks:
             x = columns[b.input]
             if b.key is not None and x.shape[1] > MAX_COLUMNS and x.shape[0] > MAX_COLUMNS:
@@ -80,9 +94,42 @@ class TreeFeatures:
                 self.components[b.input] = svd.components_.astype(np.float32)
             b.width = MAX_COLUMNS if b.input in self.components else int(x.shape[1])
 
-    def matrix(self, columns: dict[str, Any]) -> np.ndarray:
+    def _fit_linear(self, columns: dict[str, Any]) -> None:
+        for b in self.blocks:
+            x = columns[b.input]
+            if b.key is None:  # category ids seen in training: 0 missing, 1 unknown, then the known ones
+                ids = np.nan_to_num(np.asarray(x[:, b.numeric:], dtype=np.float64), nan=0.0)
+                self.widths[b.input] = [max(int(ids[:, j].max(initial=1)) + 1, 2) for j in range(b.categories)]
+            block = self._linear_block(b, x)
+            norm = float(np.sqrt(np.asarray(block.multiply(block).sum(axis=1))).mean()) if block.shape[0] else 0.0
+            self.scales[b.input] = 1.0 / norm if norm > 0 else 1.0
+            b.width = int(block.shape[1])
+
+    def _linear_block(self, b: Block, x: Any) -> Any:
+        """One block's unreduced columns as a sparse matrix (the linear layout, unscaled)."""
+        import scipy.sparse as sp
+
+        if b.key is not None:
+            return sp.csr_matrix(x, dtype=np.float32)
+        x = np.asarray(x, dtype=np.float32)
+        num = x[:, : b.numeric]
+        missing = np.isnan(num)
+        parts = [sp.csr_matrix(np.concatenate([np.where(missing, 0.0, num), missing], axis=1).astype(np.float32))]
+        rows = np.arange(len(x))
+        for j, width in enumerate(self.widths[b.input]):
+            ids = np.nan_to_num(x[:, b.numeric + j], nan=0.0).astype(np.int64)
+            ids = np.where((ids >= 0) & (ids < width), ids, 1)  # a category training never saw: unknown
+            parts.append(sp.csr_matrix((np.ones(len(x), np.float32), (rows, ids)), shape=(len(x), width)))
+        return sp.hstack(parts, format="csr")
+
+    def matrix(self, columns: dict[str, Any]) -> Any:
         """The feature rows ``[N, F]`` (float32, NaN where a number is missing) from each
-        block's columns (by input)."""
+        block's columns (by input); the linear layout's as a sparse matrix."""
+        if self.linear:
+            import scipy.sparse as sp
+
+            return sp.hstack([self._linear_block(b, columns[b.input]) * self.scales[b.input] for b in self.blocks],
+                             format="csr", dtype=np.float32)
         parts = []
         for b in self.blocks:
             x = columns[b.input]
@@ -94,7 +141,7 @@ class TreeFeatures:
     def categorical(self) -> list[int]:
         """The columns LightGBM reads as categories: the tabular category ids."""
         out, start = [], 0
-        for b in self.blocks:
+        for b in [] if self.linear else self.blocks:
             if b.key is None:
                 out.extend(range(start + b.numeric, start + b.numeric + b.categories))
             start += b.width
@@ -106,18 +153,21 @@ class TreeFeatures:
         for name, file in names.items():
             np.save(folder / file, self.components[name])
         (folder / "features.json").write_text(json.dumps({"blocks": [asdict(b) for b in self.blocks],
-                                                          "components": names}, indent=1))
+                                                          "components": names, "linear": self.linear,
+                                                          "widths": self.widths, "scales": self.scales}, indent=1))
 
     @classmethod
     def load(cls, folder: Path) -> "TreeFeatures":
         spec = json.loads((folder / "features.json").read_text())
         return cls([Block(**b) for b in spec["blocks"]],
-                   {name: np.load(folder / file, allow_pickle=False) for name, file in spec["components"].items()})
+                   {name: np.load(folder / file, allow_pickle=False) for name, file in spec["components"].items()},
+                   bool(spec.get("linear", False)), spec.get("widths", {}), spec.get("scales", {}))
 
 
 @dataclass
 class TreeModel:
-    """A fitted LightGBM booster over :class:`TreeFeatures`' rows.
+    """A fitted LightGBM booster, or the linear member's :class:`LinearBooster`, over
+    :class:`TreeFeatures`' rows.
 
     ``outputs`` gives what a neural model's outputs give the metrics: log-probabilities
     ``[N, K]`` for classes (their softmax is the probabilities), or the predictions ``[N, 1]``
@@ -129,6 +179,11 @@ class TreeModel:
     target: str
     num_classes: int
     params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """``lightgbm`` or ``linear``: the member's kind in records, tags and ensembles."""
+        return LINEAR if isinstance(self.booster, LinearBooster) else KIND
 
     @property
     def keys(self) -> dict[str, str | None]:
@@ -144,20 +199,26 @@ class TreeModel:
         pred = np.asarray(self.booster.predict(x, num_iteration=self.booster.best_iteration or None))
         if self.target == "regression":
             return pred.reshape(-1, 1).astype(np.float64)
-        probs = np.stack([1.0 - pred, pred], axis=1) if self.num_classes == 2 else pred.reshape(len(x), -1)
+        probs = np.stack([1.0 - pred, pred], axis=1) if self.num_classes == 2 else pred.reshape(x.shape[0], -1)
         return np.log(np.clip(probs, 1e-7, 1.0))
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(folder / "booster.txt"), num_iteration=self.booster.best_iteration or None)
+        if isinstance(self.booster, LinearBooster):
+            self.booster.save(folder)
+        else:
+            self.booster.save_model(str(folder / "booster.txt"), num_iteration=self.booster.best_iteration or None)
         self.features.save(folder)
         (folder / "trees.json").write_text(json.dumps({"target": self.target, "num_classes": self.num_classes,
                                                        "params": self.params}, default=str, indent=1))
 
     @classmethod
     def load(cls, folder: Path) -> "TreeModel":
-        import lightgbm as lgb
-
         spec = json.loads((folder / "trees.json").read_text())
-        booster = lgb.Booster(model_file=str(folder / "booster.txt"))
+        if spec["params"].get("model") == LINEAR:
+            booster = LinearBooster.load(folder, int(spec["num_classes"]))
+        else:
+            import lightgbm as lgb
+
+            booster = lgb.Booster(model_file=str(folder / "booster.txt"))
         return cls(booster, TreeFeatures.load(folder), spec["target"], int(spec["num_classes"]), spec["params"])

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from autofusion.data.splits import TEST, VAL
-from autofusion.models.trees import KIND, TreeModel
+from autofusion.models.trees import ROW_MODELS, TreeModel
 from autofusion.search.ensemble import as_outputs, greedy_selection, metric_score
 from autofusion.search.records import BaggedResult, TrialRecord
 from autofusion.train.metrics import output_metrics
@@ -52,14 +52,14 @@ def folds_for(settings: Any, rows: int) -> int:
 def chosen(trials: list[TrialRecord], best: TrialRecord, ensemble: Any) -> list[TrialRecord]:
     """The configurations to bag: the greedy ensemble's members, most weight first (kept or
     not: its picks are the trials that help each other most), else the best trial; at most
-    ``MAX_CONFIGS``. Then the trees member, whatever the ensemble picked: its folds take
-    seconds on the driver, and the out-of-fold selection over every pooled row, not the
-    ensemble's ~150 validation rows, judges whether it helps."""
+    ``MAX_CONFIGS``. Then the members over a feature row (LightGBM, linear), whatever the
+    ensemble picked: their folds take seconds on the driver, and the out-of-fold selection
+    over every pooled row, not the ensemble's ~150 validation rows, judges whether they help."""
     numbers = list(ensemble.trials) if ensemble is not None else [best.number]
     by_number = {t.number: t for t in trials}
     picked = [by_number[n] for n in numbers if n in by_number][:MAX_CONFIGS] or [best]
-    trees = [t for t in trials if t.kind == KIND and t.status == "finished" and t not in picked]
-    return picked + trees[:1]
+    rows = [t for t in trials if t.kind in ROW_MODELS and t.status == "finished" and t not in picked]
+    return picked + rows
 
 
 def run_bagging(ctx: Any, configs: list[TrialRecord], k: int) -> tuple[BaggedResult, list[Any]] | None:
@@ -74,10 +74,10 @@ def run_bagging(ctx: Any, configs: list[TrialRecord], k: int) -> tuple[BaggedRes
     pool = np.flatnonzero(data.split != TEST)
     fits: dict[int, list[tuple[Any, np.ndarray]]] = {}  # trial number -> per fold: (model, outputs)
     dropped: list[str] = []
-    neural = [c for c in configs if c.kind != KIND]
+    neural = [c for c in configs if c.kind not in ROW_MODELS]
     if neural:
         fits.update(_neural_folds(ctx, neural, splits, dropped))
-    for c in (c for c in configs if c.kind == KIND):
+    for c in (c for c in configs if c.kind in ROW_MODELS):
         fits[c.number] = _tree_folds(ctx, c, splits)
     if not fits:
         return None
@@ -143,17 +143,15 @@ def _neural_folds(ctx: Any, configs: list[TrialRecord], splits: list[np.ndarray]
 
 
 def _tree_folds(ctx: Any, rec: TrialRecord, splits: list[np.ndarray]) -> list[tuple[Any, np.ndarray]]:
-    """The trees member's fold models, fitted on the driver with its tuned parameters."""
+    """A row member's fold models, fitted on the driver with its tuned parameters."""
     from autofusion.search.trees import tree_threads
-    from autofusion.train.trees import TreeData, fit_trees
+    from autofusion.train.trees import refit
 
     params = TreeModel.load(Path(rec.checkpoint)).params
     out = []
     for split in splits:
         fold = dataclasses.replace(ctx.data, split=split)
-        fit = fit_trees(fold, TreeData.of(fold, ctx.settings.seed, params.get("inputs", "all")), params,
-                        seed=ctx.settings.seed,
-                        threads=tree_threads(int((split != TEST).sum())))
+        fit = refit(fold, params, seed=ctx.settings.seed, threads=tree_threads(int((split != TEST).sum())))
         out.append((fit.model, fit.val_outputs.astype(np.float64)))
     return out
 
@@ -178,7 +176,7 @@ def bag_and_log(ctx: Any, trials: list[TrialRecord], best: TrialRecord,
     res, fold_models = done
     members = []
     for model, rec, weight in fold_models:
-        tc = None if rec.kind == KIND else TrialConfig.from_flat(rec.config, ctx.data.meta.modalities)
+        tc = None if rec.kind in ROW_MODELS else TrialConfig.from_flat(rec.config, ctx.data.meta.modalities)
         if tc is not None:
             tc = replace(tc, epochs=rec.planned_epochs or tc.epochs)
         members.append(Member(model, tc, weight, rec.number, rec.run_id))

@@ -14,7 +14,7 @@ import torch
 from autofusion.data.prepare import PreparedData
 from autofusion.data.splits import TEST
 from autofusion.models.build import build_model
-from autofusion.models.trees import KIND, TreeModel
+from autofusion.models.trees import ROW_MODELS, TreeModel
 from autofusion.search.ensemble import as_outputs, probabilities
 from autofusion.search.records import TrialRecord
 from autofusion.train.loop import predict
@@ -26,7 +26,7 @@ from autofusion.trial import TrialConfig
 def load_trial_model(ckpt: Path, rec: TrialRecord, data: PreparedData) -> tuple[Any, TrialConfig | None]:
     """The trial's model with the weights of its checkpoint (loaded as weights only), in eval
     mode; the trees member's booster (and no trial config) for a trees trial."""
-    if rec.kind == KIND:
+    if rec.kind in ROW_MODELS:
         return TreeModel.load(ckpt), None
     tc = TrialConfig.from_flat(rec.config, data.meta.modalities)
     tc = replace(tc, epochs=rec.planned_epochs or tc.epochs)

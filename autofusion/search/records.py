@@ -106,7 +106,7 @@ class TrialRecord:
     # Why it ended: "converged" (its own early stopping), "epochs" (ran every planned epoch),
     # "stopped" (the scheduler or the time budget stopped it: status "pruned"); None while running.
     stop_reason: str | None = None
-    kind: str = "fusion"  # "fusion": a sampled fusion model; "lightgbm": the trees member (search/trees.py)
+    kind: str = "fusion"  # "fusion": a sampled fusion model; "lightgbm", "linear": the row members (search/trees.py)
 
     def best_metrics(self) -> dict[str, float]:
         """The metrics of the trial's best epoch (empty before one is known)."""

@@ -5,10 +5,12 @@ best configuration becomes one more trial of the search: a child run with its pa
 validation metrics and tuning table, a checkpoint folder (the booster as text, the feature
 layout, its validation outputs), so the best-trial choice, the validation-noise bootstrap and
 the greedy ensemble weigh it beside the neural trials, and a search whose model it is (alone
-or in the ensemble) serves it on raw rows.
+or in the ensemble) serves it on raw rows. Then the linear member (``models.linear``: logistic
+regression, or ridge, over the same row unreduced) the same way, at a few strengths: seconds.
 
-It runs with ``search.trees`` on (the default; ``--no-trees`` turns it off) whenever an input
-has such features and the target is not multi-label; a resumed search keeps the one it had.
+They run with ``search.trees`` on (the default; ``--no-trees`` turns both off) whenever an
+input has such features and the target is not multi-label; a resumed search keeps the ones it
+had.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from autofusion.data.splits import TRAIN
-from autofusion.models.trees import KIND
+from autofusion.models.trees import KIND, ROW_MODELS
 from autofusion.search.ensemble import VAL_OUTPUTS
 from autofusion.search.records import TrialRecord
 
@@ -31,38 +33,53 @@ MIN_SECONDS, MAX_SECONDS = 5.0, 120.0  # ... within these bounds (LightGBM's def
 MANY_ROWS = 20_000  # training rows from which LightGBM gets more than one thread
 
 
-def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> TrialRecord | None:
+def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> list[TrialRecord]:
     """Tunes the trees member, for at most ``TRIALS_SHARE`` of the trials' wall time
-    (``trials_seconds``), and adds it to ``ctx.records`` as a finished trial (logged as a child
-    run of the search); the record, or None when there is nothing for trees to read."""
-    from autofusion.train.trees import tune_trees
+    (``trials_seconds``), then the linear member (seconds), and adds each to ``ctx.records``
+    as a finished trial (logged as a child run of the search); their records (none when
+    nothing can be read as a feature row)."""
+    from autofusion.train.trees import tune_linear, tune_trees
 
-    done = next((r for r in ctx.records.values() if r.kind == KIND), None)
-    if done is not None:  # a resumed search that had it
-        return done
     s = ctx.settings
-    budget = min(MAX_SECONDS, max(MIN_SECONDS, TRIALS_SHARE * trials_seconds))
-    res = tune_trees(ctx.data, s.metric, s.mode, configs=CONFIGS, seconds=budget, seed=s.seed,
-                     threads=tree_threads(len(ctx.data.indices(TRAIN))))
-    if res.best is None:
-        return None
-    best = res.best
-    folder = Path(ctx.folder) / "trees"
+    out = []
+    for kind in ROW_MODELS:
+        done = next((r for r in ctx.records.values() if r.kind == kind), None)
+        if done is not None:  # a resumed search that had it
+            out.append(done)
+            continue
+        if kind == KIND:
+            budget = min(MAX_SECONDS, max(MIN_SECONDS, TRIALS_SHARE * trials_seconds))
+            res = tune_trees(ctx.data, s.metric, s.mode, configs=CONFIGS, seconds=budget, seed=s.seed,
+                             threads=tree_threads(len(ctx.data.indices(TRAIN))))
+        else:
+            res = tune_linear(ctx.data, s.metric, s.mode, seed=s.seed)
+        if res.best is not None:
+            out.append(_add_member(ctx, writer, res))
+    return out
+
+
+def _add_member(ctx: Any, writer: Any, res: Any) -> TrialRecord:
+    """The best fit of a tuning loop as one more finished trial: its checkpoint folder, its
+    record and its child run (parameters, validation metrics, the tuning table)."""
+    s, best = ctx.settings, res.best
+    kind = best.model.kind
+    name = "trees" if kind == KIND else kind  # the trees member's folder and id as before the linear one
+    folder = Path(ctx.folder) / name
     best.model.save(folder)
     np.save(folder / VAL_OUTPUTS, best.val_outputs)
     number = max((r.number for r in ctx.records.values()), default=0) + 1
-    config = tree_config(best.params, ctx.data.meta.input_specs, best.model.keys)
-    rec = TrialRecord(f"trees-{ctx.parent}", number, config, status="finished", planned_epochs=1,
+    config = tree_config(best.params, ctx.data.meta.input_specs, best.model.keys, kind)
+    rec = TrialRecord(f"{name}-{ctx.parent}", number, config, status="finished", planned_epochs=1,
                       history=[{**best.val_metrics, "epoch_seconds": best.seconds}], best_epoch=1,
                       best_value=best.val_metrics.get(s.metric), seconds=sum(t["seconds"] for t in res.tried),
-                      checkpoint=str(folder), stop_reason="converged", kind=KIND)
+                      checkpoint=str(folder), stop_reason="converged", kind=kind)
     tags = {"autofusion.trial_id": rec.trial_id, "autofusion.trial_number": str(number),
-            "autofusion.model_kind": KIND, "autofusion.config": json.dumps(config, default=str),
-            "autofusion.summary": f"{KIND} over {', '.join(best.model.keys)}", "autofusion.planned_epochs": "1"}
-    writer.start_trial(rec.trial_id, f"trial-{number:03d}-{KIND}", config, tags)
+            "autofusion.model_kind": kind, "autofusion.config": json.dumps(config, default=str),
+            "autofusion.summary": f"{kind} over {', '.join(best.model.keys)}", "autofusion.planned_epochs": "1"}
+    writer.start_trial(rec.trial_id, f"trial-{number:03d}-{kind}", config, tags)
     writer.log_metrics(rec.trial_id, {**best.val_metrics, "rounds": best.rounds, "configs_tried": len(res.tried),
                                       "epoch_seconds": best.seconds}, step=1)
-    writer.log_file(rec.trial_id, "trees/tuning.json", json.dumps(res.tried, indent=1, default=str).encode())
+    writer.log_file(rec.trial_id, f"{name}/tuning.json", json.dumps(res.tried, indent=1, default=str).encode())
     if rec.best_value is not None:
         writer.log_metrics(rec.trial_id, {f"best_{s.metric}": rec.best_value})
     writer.end_trial(rec.trial_id, "finished", {"autofusion.epochs_run": "1", "autofusion.best_epoch": "1",
@@ -79,16 +96,18 @@ def tree_threads(rows: int) -> int:
     return 1 if rows < MANY_ROWS else max(1, min(4, os.cpu_count() or 1))
 
 
-def tree_config(params: dict[str, Any], specs: list[Any], keys: dict[str, str | None]) -> dict[str, Any]:
-    """The trees member's configuration as a trial's flat parameters: ``fusion.type`` and every
-    modality's encoder read ``lightgbm`` (so tables show what it is), its LightGBM parameters
-    as ``lightgbm.<name>``, and which features each input gave it."""
+def tree_config(params: dict[str, Any], specs: list[Any], keys: dict[str, str | None],
+                kind: str = KIND) -> dict[str, Any]:
+    """A row member's configuration as a trial's flat parameters: ``fusion.type`` and every
+    modality's encoder read its kind (``lightgbm``, ``linear``: so tables show what it is),
+    its parameters as ``<kind>.<name>``, and which features each input gave it."""
     modalities = list(dict.fromkeys(s.modality for s in specs))
-    return {"model.type": KIND, "fusion.type": KIND, **{f"encoder.{m}": KIND for m in modalities},
-            **{f"{KIND}.{k}": v for k, v in params.items()},
-            **{f"{KIND}.input.{name}": key or "fields" for name, key in keys.items()}}
+    return {"model.type": kind, "fusion.type": kind, **{f"encoder.{m}": kind for m in modalities},
+            **{f"{kind}.{k}": v for k, v in params.items() if k != "model"},
+            **{f"{kind}.input.{name}": key or "fields" for name, key in keys.items()}}
 
 
 def is_trees(rec: TrialRecord) -> bool:
-    """Whether a trial is the trees member."""
-    return rec.kind == KIND
+    """Whether a trial is one of the members over a feature row (LightGBM, linear), fitted
+    on the driver after the trials rather than sampled from the space."""
+    return rec.kind in ROW_MODELS

@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from autofusion.data.prepare import DataMeta
-from autofusion.models.trees import KIND as TREES
-from autofusion.models.trees import TreeModel
+from autofusion.models.trees import ROW_MODELS, TreeModel
 from autofusion.serving.perturb import Perturbation
 from autofusion.serving.pyfunc import (
     ArtifactContext,
@@ -78,7 +77,7 @@ def load_fusion_member(folder: Path, meta_path: str) -> FusionPyfunc:
 
 # Member kind (``ensemble.json``'s ``kind``; none before kinds existed: a neural member) -> loader.
 MEMBER_KINDS: dict[str, Callable[[Path, str], ServedMember]] = {"fusion": load_fusion_member,
-                                                                  TREES: load_tree_member}
+                                                                  **{k: load_tree_member for k in ROW_MODELS}}
 
 
 class EnsemblePyfunc(PythonModel):
@@ -123,8 +122,8 @@ def log_ensemble_model(uri: str, run_id: str, members: list[Member], data: Any, 
         for i, m in enumerate(members):
             folder = t / "members" / f"member_{i}"
             folder.mkdir(parents=True)
-            kind = TREES if isinstance(m.model, TreeModel) else "fusion"
-            if kind == TREES:
+            kind = m.model.kind if isinstance(m.model, TreeModel) else "fusion"
+            if kind in ROW_MODELS:
                 save_tree_files(folder, m.model, data)
             else:
                 save_model_files(folder, m.model, m.trial_config, data)

@@ -1,7 +1,8 @@
 """The trees member served on raw rows: the same request columns a neural model takes, read
 through the same modality code and fitted extractors (``serving.inputs``), then the trees'
 feature row (``models.trees``) and the booster. Logged alone when it is the search's best
-trial, or as a member of the ensemble pyfunc (kind ``lightgbm``)."""
+trial, or as a member of the ensemble pyfunc (kind ``lightgbm``). The linear member
+(``models.linear``) is served by the same code: its model is a ``TreeModel`` too."""
 
 from __future__ import annotations
 

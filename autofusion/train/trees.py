@@ -1,7 +1,7 @@
-"""Fitting the gradient-boosted trees member (``autofusion.models.trees``): LightGBM with early
-stopping on the validation rows, and a small tuning loop over its hyper-parameters ranked by
-the search's own validation metric, like any trial. No Ray, no MLflow (the search stage,
-``autofusion.search.trees``, logs it)."""
+"""Fitting the members over one feature row (``autofusion.models.trees``): LightGBM with early
+stopping on the validation rows and a small tuning loop over its hyper-parameters, and the
+linear member at a few strengths, each ranked by the search's own validation metric, like any
+trial. No Ray, no MLflow (the search stage, ``autofusion.search.trees``, logs them)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ from autofusion.data.rows import trial_inputs
 from autofusion.data.splits import TRAIN, VAL
 from autofusion.metrics import better
 from autofusion.models.extractors import rows
+from autofusion.models.linear import LINEAR, LinearBooster
 from autofusion.models.trees import Block, TreeFeatures, TreeModel
 from autofusion.train.metrics import output_metrics
 
 ROUNDS = 2000  # boosting rounds at most; early stopping ends them sooner
+LINEAR_C = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # the linear member's strengths tried (C)
+LINEAR_ITERATIONS = 1000  # lbfgs's iterations at most per fit
 STOP_AFTER = 50  # rounds without a better validation loss
 # LightGBM's defaults first (AutoGluon's first tree model), then configurations sampled
 # around them: leaves, learning rate, rows per leaf, feature and row subsampling, L2.
@@ -104,11 +107,12 @@ class TreeData:
     y_val: np.ndarray
 
     @classmethod
-    def of(cls, data: PreparedData, seed: int = 0, inputs: str = "all") -> "TreeData":
-        """The rows of every block (``inputs="all"``), or of the tabular fields alone (``fields``)."""
+    def of(cls, data: PreparedData, seed: int = 0, inputs: str = "all", linear: bool = False) -> "TreeData":
+        """The rows of every block (``inputs="all"``), or of the tabular fields alone
+        (``fields``); in the linear member's layout with ``linear``."""
         blocks = [b for b in tree_blocks(data) if inputs == "all" or b.key is None]
         tr, va = data.indices(TRAIN), data.indices(VAL)
-        features = TreeFeatures(blocks)
+        features = TreeFeatures(blocks, linear=linear)
         train = block_columns(data, blocks, tr)
         features.fit(train, seed=seed)
         target = data.meta.target
@@ -131,11 +135,64 @@ def fit_trees(data: PreparedData, td: TreeData, params: dict[str, Any], *, seed:
     booster = lgb.train(lgb_params(params, meta.target, k, seed, threads), train_set, num_boost_round=ROUNDS,
                         valid_sets=[val_set], callbacks=[lgb.early_stopping(STOP_AFTER, verbose=False)])
     model = TreeModel(booster, td.features, meta.target, k, dict(params))
+    return _scored(data, td, model, int(booster.best_iteration or ROUNDS), t0)
+
+
+def fit_linear(data: PreparedData, td: TreeData, params: dict[str, Any]) -> TreeFit:
+    """Fits the linear member (``params["C"]``: the inverse regularisation; ridge's alpha is
+    its inverse) on the training rows of ``td`` (its linear layout)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    t0 = time.perf_counter()
+    meta = data.meta
+    if meta.target == "regression":
+        est = Ridge(alpha=1.0 / params["C"]).fit(td.x_train, td.y_train)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est = LogisticRegression(C=params["C"], class_weight="balanced", max_iter=LINEAR_ITERATIONS)
+            est.fit(td.x_train, td.y_train)
+    model = TreeModel(LinearBooster.of(est, len(meta.classes)), td.features, meta.target, len(meta.classes),
+                      dict(params))
+    return _scored(data, td, model, 1, t0)
+
+
+def _scored(data: PreparedData, td: TreeData, model: TreeModel, rounds: int, t0: float) -> TreeFit:
+    """A fitted model with its validation outputs and metrics."""
+    meta = data.meta
     out = torch.from_numpy(model.predict(td.x_val))
     val = output_metrics(out, torch.from_numpy(data.targets[data.indices(VAL)]), meta, prefix="val")
     probs = torch.softmax(out, dim=-1).numpy() if meta.target == "classification" else out.numpy()
-    return TreeFit(model, dict(params), probs.astype(np.float32), val, int(booster.best_iteration or ROUNDS),
-                   time.perf_counter() - t0)
+    return TreeFit(model, dict(model.params), probs.astype(np.float32), val, rounds, time.perf_counter() - t0)
+
+
+def refit(data: PreparedData, params: dict[str, Any], *, seed: int = 0, threads: int = 1) -> TreeFit:
+    """One tuned configuration of either member fitted again (on a fold's rows, by bagging)."""
+    if params.get("model") == LINEAR:
+        return fit_linear(data, TreeData.of(data, seed, linear=True), params)
+    return fit_trees(data, TreeData.of(data, seed, params.get("inputs", "all")), params, seed=seed, threads=threads)
+
+
+def tune_linear(data: PreparedData, metric: str, mode: str, *, seed: int = 0) -> TreeSearch:
+    """The linear member at every strength of ``LINEAR_C``; the best on the validation
+    ``metric`` wins (the lower validation loss breaks ties). Nothing when no input has
+    features it can read, or the target is multi-label."""
+    blocks = tree_blocks(data) if data.meta.target != "multilabel" else []
+    if not blocks or len(np.unique(data.targets[data.indices(TRAIN)])) < 2 <= len(data.meta.classes):
+        return TreeSearch(None)
+    td = TreeData.of(data, seed, linear=True)
+    best: TreeFit | None = None
+    tried: list[dict[str, Any]] = []
+    for c in LINEAR_C:
+        fit = fit_linear(data, td, {"model": LINEAR, "C": c})
+        value = fit.val_metrics.get(metric, math.nan)
+        tried.append({**fit.params, metric: value, "seconds": round(fit.seconds, 2)})
+        if best is None or _better(fit, best, metric, mode):
+            best = fit
+    return TreeSearch(best, tried)
 
 
 def _labels(y: np.ndarray, target: str) -> np.ndarray:

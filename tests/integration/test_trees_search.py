@@ -1,6 +1,6 @@
 """A real search whose gradient-boosted trees member wins, then bags: on fields where the label
 is a step in one number crossed with a brand, one epoch of a neural trial is far behind
-LightGBM. The trees member is a child run like any trial, is the search's best trial (tested
+LightGBM. The trees member (and the linear one after it) is a child run like any trial, is the search's best trial (tested
 once, its pyfunc logged and serving raw rows) and a member of the logged ensemble; bagging (3
 folds) refits the chosen configurations on the training and validation rows, weighs them on
 out-of-fold outputs, and its model is the search's: tested once, logged, registered."""
@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from autofusion import tracking
-from autofusion.models.trees import KIND
+from autofusion.models.linear import LINEAR
+from autofusion.models.trees import KIND, ROW_MODELS
 from autofusion.search import ensemble
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
@@ -40,16 +41,19 @@ def searched(tmp_path_factory, ray_local, store_template):
         return run_search(opts), uri, manifest
 
 
-def test_the_trees_member_is_a_trial_of_the_search(searched):
+@pytest.mark.parametrize("kind, folder, params", [(KIND, "trees", {"lightgbm.num_leaves", "lightgbm.learning_rate"}),
+                                                   (LINEAR, "linear", {"linear.C"})])
+def test_each_row_member_is_a_trial_of_the_search(searched, kind, folder, params):
+    """The trees member, then the linear one: each a finished child run with its parameters,
+    its validation metric and its tuning table, after the two neural trials."""
     result, uri, _ = searched
-    trees = [t for t in result.trials if t.kind == KIND]
-    assert len(trees) == 1 and len(result.trials) == 3
-    t = trees[0]
+    assert [t.kind for t in result.trials] == ["fusion", "fusion", KIND, LINEAR]
+    (t,) = [t for t in result.trials if t.kind == kind]
     run = tracking.client(uri).get_run(t.run_id)
-    assert run.data.tags["autofusion.model_kind"] == KIND and run.info.status == "FINISHED"
-    assert {"lightgbm.num_leaves", "lightgbm.learning_rate", "fusion.type"} <= set(run.data.params)
+    assert run.data.tags["autofusion.model_kind"] == kind and run.info.status == "FINISHED"
+    assert params | {"fusion.type"} <= set(run.data.params) and run.data.params["fusion.type"] == kind
     assert run.data.metrics["val_f1_macro"] == pytest.approx(t.best_value)
-    tried = json.loads(open(mlflow.artifacts.download_artifacts(run_id=t.run_id, artifact_path="trees/tuning.json",
+    tried = json.loads(open(mlflow.artifacts.download_artifacts(run_id=t.run_id, artifact_path=f"{folder}/tuning.json",
                                                                  tracking_uri=uri)).read())
     assert len(tried) >= 1 and max(r["val_f1_macro"] for r in tried) == pytest.approx(t.best_value)
 
@@ -81,7 +85,8 @@ def test_the_bagged_model_is_the_searchs_and_serves_raw_rows(searched):
     g = result.bagged
     assert g is not None and g.folds == 3 and g.rows == result.data_summary["train"] + result.data_summary["val"]
     assert result.final_model_uri == g.model_uri and abs(sum(g.weights) - 1.0) < 1e-9
-    assert set(g.trials) <= set(result.ensemble.trials) and result.best.number in g.trials
+    rows = {t.number for t in result.trials if t.kind in ROW_MODELS}  # bagged whatever the ensemble picked
+    assert set(g.trials) <= set(result.ensemble.trials) | rows and result.best.number in g.trials
     assert "val_f1_macro" in g.oof_metrics and g.test_metrics["test_accuracy"] > 0.8
     parent = tracking.client(uri).get_run(result.parent_run_id)
     assert parent.data.tags["autofusion.model_uri"] == g.model_uri

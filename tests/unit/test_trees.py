@@ -13,12 +13,13 @@ import torch
 
 from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TEST, TRAIN
+from autofusion.models.linear import LINEAR
 from autofusion.models.trees import MAX_COLUMNS, Block, TreeModel
 from autofusion.search.features import build_features
 from autofusion.serving.pyfunc import ArtifactContext
 from autofusion.serving.trees import TreePyfunc, save_tree_files
 from autofusion.spaces.auto import write_auto_space
-from autofusion.train.trees import TreeData, block_columns, tree_blocks, tune_trees
+from autofusion.train.trees import LINEAR_C, TreeData, block_columns, tree_blocks, tune_linear, tune_trees
 
 
 def _shop(root, n: int = 240):
@@ -78,18 +79,63 @@ def test_tuning_ranks_configurations_on_the_search_metric(shop):
     assert np.allclose(res.best.val_outputs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_a_saved_member_serves_raw_rows_as_it_was_evaluated(shop, tmp_path):
+def test_the_linear_layout_is_unreduced_one_hot_and_scaled(shop):
+    """The linear member's row: the whole TF-IDF, the weight (0 where missing) beside its
+    missing indicator, one column per brand id, each block at a mean row norm of one."""
+    _, data = shop
+    td = TreeData.of(data, linear=True)
+    text, tab = td.features.blocks
+    tfidf = data.features[f"text|{text.key}"]["x"].shape[1]
+    assert hasattr(td.x_train, "tocsr") and text.width == tfidf > MAX_COLUMNS
+    assert td.features.widths == {"tabular": [5]} and tab.width == 1 + 1 + 5  # ids 0 missing, 1 unknown, 3 brands
+    x = td.x_train.toarray()
+    for start, b in ((0, text), (text.width, tab)):
+        assert np.linalg.norm(x[:, start:start + b.width], axis=1).mean() == pytest.approx(1.0, rel=1e-4)
+    missing = data.raw["tabular"]["weight"].iloc[data.indices(TRAIN)].isna().to_numpy()
+    assert missing.any() and np.array_equal(x[:, tfidf + 1] > 0, missing) and (x[missing, tfidf] == 0).all()
+    assert (np.count_nonzero(x[:, tfidf + 2:], axis=1) == 1).all()  # one brand each
+    assert td.features.categorical() == []
+
+
+def test_the_linear_member_is_tuned_on_the_search_metric(shop):
+    _, data = shop
+    res = tune_linear(data, "val_f1_macro", "max")
+    assert [t["C"] for t in res.tried] == list(LINEAR_C) and res.best.model.kind == LINEAR
+    assert res.best.val_metrics["val_f1_macro"] == max(t["val_f1_macro"] for t in res.tried)
+    assert np.allclose(res.best.val_outputs.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("tune", [lambda d: tune_trees(d, "val_f1_macro", "max", configs=1, seconds=60),
+                                  lambda d: tune_linear(d, "val_f1_macro", "max")], ids=["lightgbm", "linear"])
+def test_a_saved_member_serves_raw_rows_as_it_was_evaluated(shop, tmp_path, tune):
     manifest, data = shop
-    fit = tune_trees(data, "val_f1_macro", "max", configs=1, seconds=60).best
+    fit = tune(data).best
     test = data.indices(TEST)
     expected = torch.softmax(torch.from_numpy(
         fit.model.outputs(block_columns(data, fit.model.features.blocks, test))), dim=-1).numpy()
     (tmp_path / "meta.json").write_text(json.dumps(data.meta.to_json()))
     ctx = ArtifactContext({"meta": str(tmp_path / "meta.json"), **save_tree_files(tmp_path, fit.model, data)})
-    assert TreeModel.load(tmp_path / "trees").keys == fit.model.keys
+    loaded = TreeModel.load(tmp_path / "trees")
+    assert loaded.keys == fit.model.keys and loaded.kind == fit.model.kind
     py = TreePyfunc()
     py.load_context(ctx)
     rows = pd.read_csv(manifest).iloc[data.row_ids[test] - 1].drop(columns=["label"])
     pred = py.predict(ctx, rows)
     assert np.allclose(pred[["prob_cheap", "prob_dear"]].to_numpy(), expected, atol=1e-6)
     assert (pred["label"] == np.array(data.meta.classes)[expected.argmax(axis=1)]).all()
+
+
+def test_the_linear_member_fits_a_regression_as_ridge(tmp_path):
+    """A price that is a line in the weight plus a brand's offset: ridge over the linear
+    layout finds it (R2 near 1 on validation), and its outputs are the predictions."""
+    rng = np.random.default_rng(1)
+    rows = [{"weight": round(float(w), 3), "brand": ["acme", "zeta", "omni"][i % 3],
+             "label": 100 + 3 * w + [0, 20, 40][i % 3]} for i, w in enumerate(rng.uniform(0, 10, 200))]
+    manifest = tmp_path / "prices.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    space = write_auto_space(manifest, home=tmp_path / "home", target="regression")
+    data = prepare_data(manifest, space, home=tmp_path / "home")
+    build_features(data, space)
+    res = tune_linear(data, "val_r2", "max")
+    assert res.best.model.kind == LINEAR and res.best.val_metrics["val_r2"] > 0.95
+    assert res.best.val_outputs.shape == (len(data.indices(1)), 1)
