@@ -46,7 +46,8 @@ RESOURCE_FLAGS = ("cpus_per_trial", "gpus_per_trial", "memory_per_trial", "addre
 @click.option("--objective", "objectives", default=None, metavar="num_params,latency_ms",
               help="Extra objectives for a multi-objective search (Pareto front).")
 @click.option("--trees/--no-trees", default=None, help="After the trials, tune a gradient-boosted trees member "
-              "(LightGBM on the tabular fields and the text, image and audio features) for the ensemble "
+              "(LightGBM on the tabular fields and the text, image and audio features) and a linear one "
+              "(logistic regression or ridge on the same features) for the ensemble "
               "(default: the space's search.trees, on).")
 @click.option("--bagging", default=None, metavar="auto|0|K",
               help="Refit the search's model by K-fold bagging on the training and validation rows, weighted on "

@@ -304,7 +304,7 @@ class SearchSettings(_Strict):
     time_budget: float | None = Field(600.0, gt=0)  # seconds of trials; the best so far is kept
     objectives: list[str] = Field(default_factory=list)
     seed: int = 0
-    trees: bool | None = None  # after the trials, a gradient-boosted trees member (LightGBM); None: on
+    trees: bool | None = None  # after the trials, the trees (LightGBM) and linear members; None: on
     bagging: Union[int, Literal["auto"]] = "auto"  # k-fold bagging of the search's model: folds, 0 (off) or auto
 
     @field_validator("bagging")
