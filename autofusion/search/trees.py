@@ -34,13 +34,15 @@ MANY_ROWS = 20_000  # training rows from which LightGBM gets more than one threa
 
 
 def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> list[TrialRecord]:
-    """Tunes the trees member, for at most ``TRIALS_SHARE`` of the trials' wall time
-    (``trials_seconds``), then the linear member (seconds), and adds each to ``ctx.records``
+    """Tunes the trees member, then the linear member, each for at most ``TRIALS_SHARE`` of
+    the trials' wall time (``trials_seconds``, within ``MIN_SECONDS``-``MAX_SECONDS``; the
+    linear member's 8 fits take seconds on small data), and adds each to ``ctx.records``
     as a finished trial (logged as a child run of the search); their records (none when
     nothing can be read as a feature row)."""
     from autofusion.train.trees import tune_linear, tune_trees
 
     s = ctx.settings
+    budget = min(MAX_SECONDS, max(MIN_SECONDS, TRIALS_SHARE * trials_seconds))  # each member's
     out = []
     for kind in ROW_MODELS:
         done = next((r for r in ctx.records.values() if r.kind == kind), None)
@@ -48,11 +50,10 @@ def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> list[TrialRecord]
             out.append(done)
             continue
         if kind == KIND:
-            budget = min(MAX_SECONDS, max(MIN_SECONDS, TRIALS_SHARE * trials_seconds))
             res = tune_trees(ctx.data, s.metric, s.mode, configs=CONFIGS, seconds=budget, seed=s.seed,
                              threads=tree_threads(len(ctx.data.indices(TRAIN))))
         else:
-            res = tune_linear(ctx.data, s.metric, s.mode, seed=s.seed)
+            res = tune_linear(ctx.data, s.metric, s.mode, seed=s.seed, seconds=budget)
         if res.best is not None:
             out.append(_add_member(ctx, writer, res))
     return out

@@ -23,7 +23,7 @@ from autofusion.models.trees import Block, TreeFeatures, TreeModel
 from autofusion.train.metrics import output_metrics
 
 ROUNDS = 2000  # boosting rounds at most; early stopping ends them sooner
-LINEAR_C = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # the linear member's strengths tried (C)
+LINEAR_C = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # the linear member's strengths (C), strongest first
 LINEAR_ITERATIONS = 1000  # lbfgs's iterations at most per fit
 STOP_AFTER = 50  # rounds without a better validation loss
 # LightGBM's defaults first (AutoGluon's first tree model), then configurations sampled
@@ -176,17 +176,22 @@ def refit(data: PreparedData, params: dict[str, Any], *, seed: int = 0, threads:
     return fit_trees(data, TreeData.of(data, seed, params.get("inputs", "all")), params, seed=seed, threads=threads)
 
 
-def tune_linear(data: PreparedData, metric: str, mode: str, *, seed: int = 0) -> TreeSearch:
-    """The linear member at every strength of ``LINEAR_C``; the best on the validation
-    ``metric`` wins (the lower validation loss breaks ties). Nothing when no input has
-    features it can read, or the target is multi-label."""
+def tune_linear(data: PreparedData, metric: str, mode: str, *, seed: int = 0,
+                seconds: float = math.inf) -> TreeSearch:
+    """The linear member at the strengths of ``LINEAR_C``, strongest regularisation (the
+    fastest fit) first, until all are done or ``seconds`` have passed; the best on the
+    validation ``metric`` wins (the lower validation loss breaks ties). Nothing when no
+    input has features it can read, or the target is multi-label."""
     blocks = tree_blocks(data) if data.meta.target != "multilabel" else []
     if not blocks or len(np.unique(data.targets[data.indices(TRAIN)])) < 2 <= len(data.meta.classes):
         return TreeSearch(None)
     td = TreeData.of(data, seed, linear=True)
     best: TreeFit | None = None
     tried: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
     for c in LINEAR_C:
+        if tried and time.perf_counter() - t0 > seconds:
+            break
         fit = fit_linear(data, td, {"model": LINEAR, "C": c})
         value = fit.val_metrics.get(metric, math.nan)
         tried.append({**fit.params, metric: value, "seconds": round(fit.seconds, 2)})

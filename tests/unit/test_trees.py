@@ -103,6 +103,8 @@ def test_the_linear_member_is_tuned_on_the_search_metric(shop):
     assert [t["C"] for t in res.tried] == list(LINEAR_C) and res.best.model.kind == LINEAR
     assert res.best.val_metrics["val_f1_macro"] == max(t["val_f1_macro"] for t in res.tried)
     assert np.allclose(res.best.val_outputs.sum(axis=1), 1.0, atol=1e-5)
+    hurried = tune_linear(data, "val_f1_macro", "max", seconds=0.0)  # a budget spent: the first fit only
+    assert [t["C"] for t in hurried.tried] == [LINEAR_C[0]] and hurried.best is not None
 
 
 @pytest.mark.parametrize("tune", [lambda d: tune_trees(d, "val_f1_macro", "max", configs=1, seconds=60),
