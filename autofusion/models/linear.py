@@ -1,7 +1,8 @@
 """The linear member's model: scikit-learn's class-balanced logistic regression (ridge for a
 regression) over the same feature row as the trees member (``models.trees``), unreduced: the
 whole TF-IDF vocabulary, the tabular numbers with their missing indicators, each category one
-column, every input's block scaled to a mean row norm of one. It is what wins on a few hundred
+column, every input's block scaled to a mean row norm of one; over every input, or over one
+modality's inputs alone (``train.trees.linear_inputs``). It is what wins on a few hundred
 noisy rows (the memes reference: TF-IDF + logistic regression), and it errs differently from
 the trees and the networks, which is what an ensemble needs.
 

@@ -5,8 +5,9 @@ best configuration becomes one more trial of the search: a child run with its pa
 validation metrics and tuning table, a checkpoint folder (the booster as text, the feature
 layout, its validation outputs), so the best-trial choice, the validation-noise bootstrap and
 the greedy ensemble weigh it beside the neural trials, and a search whose model it is (alone
-or in the ensemble) serves it on raw rows. Then the linear member (``models.linear``: logistic
-regression, or ridge, over the same row unreduced) the same way, at a few strengths: seconds.
+or in the ensemble) serves it on raw rows. Then the linear members (``models.linear``:
+logistic regression, or ridge, over the same row unreduced; one over every input, then one per
+modality alone when there are several) the same way, each at a few strengths: seconds.
 
 They run with ``search.trees`` on (the default; ``--no-trees`` turns both off) whenever an
 input has such features and the target is not multi-label; a resumed search keeps the ones it
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from autofusion.data.splits import TRAIN
+from autofusion.models.linear import LINEAR
 from autofusion.models.trees import KIND, ROW_MODELS
 from autofusion.search.ensemble import VAL_OUTPUTS
 from autofusion.search.records import TrialRecord
@@ -34,18 +36,19 @@ MANY_ROWS = 20_000  # training rows from which LightGBM gets more than one threa
 
 
 def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> list[TrialRecord]:
-    """Tunes the trees member, then the linear member, each for at most ``TRIALS_SHARE`` of
-    the trials' wall time (``trials_seconds``, within ``MIN_SECONDS``-``MAX_SECONDS``; the
+    """Tunes the trees member, then the linear members, each for at most ``TRIALS_SHARE`` of
+    the trials' wall time (``trials_seconds``, within ``MIN_SECONDS``-``MAX_SECONDS``; a
     linear member's 8 fits take seconds on small data), and adds each to ``ctx.records``
     as a finished trial (logged as a child run of the search); their records (none when
     nothing can be read as a feature row)."""
-    from autofusion.train.trees import tune_linear, tune_trees
+    from autofusion.train.trees import linear_inputs, tune_linear, tune_trees
 
     s = ctx.settings
     budget = min(MAX_SECONDS, max(MIN_SECONDS, TRIALS_SHARE * trials_seconds))  # each member's
     out = []
-    for kind in ROW_MODELS:
-        done = next((r for r in ctx.records.values() if r.kind == kind), None)
+    for kind, inputs in [(KIND, "all"), *((LINEAR, i) for i in linear_inputs(ctx.data))]:
+        done = next((r for r in ctx.records.values()
+                     if r.kind == kind and (kind == KIND or r.config.get(f"{LINEAR}.inputs", "all") == inputs)), None)
         if done is not None:  # a resumed search that had it
             out.append(done)
             continue
@@ -53,7 +56,7 @@ def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> list[TrialRecord]
             res = tune_trees(ctx.data, s.metric, s.mode, configs=CONFIGS, seconds=budget, seed=s.seed,
                              threads=tree_threads(len(ctx.data.indices(TRAIN))))
         else:
-            res = tune_linear(ctx.data, s.metric, s.mode, seed=s.seed, seconds=budget)
+            res = tune_linear(ctx.data, s.metric, s.mode, seed=s.seed, seconds=budget, inputs=inputs)
         if res.best is not None:
             out.append(_add_member(ctx, writer, res))
     return out
@@ -63,8 +66,9 @@ def _add_member(ctx: Any, writer: Any, res: Any) -> TrialRecord:
     """The best fit of a tuning loop as one more finished trial: its checkpoint folder, its
     record and its child run (parameters, validation metrics, the tuning table)."""
     s, best = ctx.settings, res.best
-    kind = best.model.kind
-    name = "trees" if kind == KIND else kind  # the trees member's folder and id as before the linear one
+    kind, inputs = best.model.kind, best.params.get("inputs", "all")
+    # folders and ids: the trees member's as before the linear ones; a linear member's by what it reads
+    name = "trees" if kind == KIND else kind if inputs == "all" else f"{kind}-{inputs}"
     folder = Path(ctx.folder) / name
     best.model.save(folder)
     np.save(folder / VAL_OUTPUTS, best.val_outputs)
@@ -99,11 +103,14 @@ def tree_threads(rows: int) -> int:
 
 def tree_config(params: dict[str, Any], specs: list[Any], keys: dict[str, str | None],
                 kind: str = KIND) -> dict[str, Any]:
-    """A row member's configuration as a trial's flat parameters: ``fusion.type`` and every
-    modality's encoder read its kind (``lightgbm``, ``linear``: so tables show what it is),
-    its parameters as ``<kind>.<name>``, and which features each input gave it."""
+    """A row member's configuration as a trial's flat parameters: ``fusion.type`` and the
+    encoder of every modality it reads are its kind (``lightgbm``, ``linear``: so tables show
+    what it is; ``-`` for a modality it leaves out), its parameters as ``<kind>.<name>``, and
+    which features each input gave it."""
     modalities = list(dict.fromkeys(s.modality for s in specs))
-    return {"model.type": kind, "fusion.type": kind, **{f"encoder.{m}": kind for m in modalities},
+    read = {s.modality for s in specs if s.name in keys}
+    return {"model.type": kind, "fusion.type": kind,
+            **{f"encoder.{m}": kind if m in read else "-" for m in modalities},
             **{f"{kind}.{k}": v for k, v in params.items() if k != "model"},
             **{f"{kind}.input.{name}": key or "fields" for name, key in keys.items()}}
 

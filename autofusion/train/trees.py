@@ -108,9 +108,10 @@ class TreeData:
 
     @classmethod
     def of(cls, data: PreparedData, seed: int = 0, inputs: str = "all", linear: bool = False) -> "TreeData":
-        """The rows of every block (``inputs="all"``), or of the tabular fields alone
-        (``fields``); in the linear member's layout with ``linear``."""
-        blocks = [b for b in tree_blocks(data) if inputs == "all" or b.key is None]
+        """The rows of every block (``inputs="all"``), of the tabular fields alone
+        (``fields``), or of one modality's inputs (``text``); in the linear member's layout
+        with ``linear``."""
+        blocks = [b for b in tree_blocks(data) if _reads(data, b, inputs)]
         tr, va = data.indices(TRAIN), data.indices(VAL)
         features = TreeFeatures(blocks, linear=linear)
         train = block_columns(data, blocks, tr)
@@ -169,30 +170,48 @@ def _scored(data: PreparedData, td: TreeData, model: TreeModel, rounds: int, t0:
     return TreeFit(model, dict(model.params), probs.astype(np.float32), val, rounds, time.perf_counter() - t0)
 
 
+def _reads(data: PreparedData, block: Block, inputs: str) -> bool:
+    """Whether a member reading ``inputs`` (``all``, ``fields``, a modality) reads ``block``."""
+    if inputs in ("all", "fields"):
+        return inputs == "all" or block.key is None
+    return next(s.modality for s in data.meta.input_specs if s.name == block.input) == inputs
+
+
+def linear_inputs(data: PreparedData) -> list[str]:
+    """What the linear members read: every input, then each modality alone when there are
+    several (on memes the text alone is the strongest linear model; the image's columns only
+    add noise to it), so that bagging's out-of-fold weights can choose between them."""
+    blocks = tree_blocks(data) if data.meta.target != "multilabel" else []
+    modalities = list(dict.fromkeys(next(s.modality for s in data.meta.input_specs if s.name == b.input)
+                                    for b in blocks))
+    return ["all", *modalities] if len(modalities) > 1 else ["all"] if blocks else []
+
+
 def refit(data: PreparedData, params: dict[str, Any], *, seed: int = 0, threads: int = 1) -> TreeFit:
     """One tuned configuration of either member fitted again (on a fold's rows, by bagging)."""
     if params.get("model") == LINEAR:
-        return fit_linear(data, TreeData.of(data, seed, linear=True), params)
+        return fit_linear(data, TreeData.of(data, seed, params.get("inputs", "all"), linear=True), params)
     return fit_trees(data, TreeData.of(data, seed, params.get("inputs", "all")), params, seed=seed, threads=threads)
 
 
-def tune_linear(data: PreparedData, metric: str, mode: str, *, seed: int = 0,
-                seconds: float = math.inf) -> TreeSearch:
-    """The linear member at the strengths of ``LINEAR_C``, strongest regularisation (the
-    fastest fit) first, until all are done or ``seconds`` have passed; the best on the
-    validation ``metric`` wins (the lower validation loss breaks ties). Nothing when no
-    input has features it can read, or the target is multi-label."""
-    blocks = tree_blocks(data) if data.meta.target != "multilabel" else []
-    if not blocks or len(np.unique(data.targets[data.indices(TRAIN)])) < 2 <= len(data.meta.classes):
+def tune_linear(data: PreparedData, metric: str, mode: str, *, seed: int = 0, seconds: float = math.inf,
+                inputs: str = "all") -> TreeSearch:
+    """The linear member over ``inputs`` (``all``, or a modality of :func:`linear_inputs`) at
+    the strengths of ``LINEAR_C``, strongest regularisation (the fastest fit) first, until all
+    are done or ``seconds`` have passed; the best on the validation ``metric`` wins (the lower
+    validation loss breaks ties). Nothing when no input has features it can read, or the
+    target is multi-label."""
+    if inputs not in linear_inputs(data) or (
+            len(np.unique(data.targets[data.indices(TRAIN)])) < 2 <= len(data.meta.classes)):
         return TreeSearch(None)
-    td = TreeData.of(data, seed, linear=True)
+    td = TreeData.of(data, seed, inputs, linear=True)
     best: TreeFit | None = None
     tried: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for c in LINEAR_C:
         if tried and time.perf_counter() - t0 > seconds:
             break
-        fit = fit_linear(data, td, {"model": LINEAR, "C": c})
+        fit = fit_linear(data, td, {"model": LINEAR, "inputs": inputs, "C": c})
         value = fit.val_metrics.get(metric, math.nan)
         tried.append({**fit.params, metric: value, "seconds": round(fit.seconds, 2)})
         if best is None or _better(fit, best, metric, mode):

@@ -44,11 +44,13 @@ def searched(tmp_path_factory, ray_local, store_template):
 @pytest.mark.parametrize("kind, folder, params", [(KIND, "trees", {"lightgbm.num_leaves", "lightgbm.learning_rate"}),
                                                    (LINEAR, "linear", {"linear.C"})])
 def test_each_row_member_is_a_trial_of_the_search(searched, kind, folder, params):
-    """The trees member, then the linear one: each a finished child run with its parameters,
-    its validation metric and its tuning table, after the two neural trials."""
+    """The trees member, then the linear ones (every input, then the text alone and the
+    fields alone): each a finished child run with its parameters, its validation metric and
+    its tuning table, after the two neural trials."""
     result, uri, _ = searched
-    assert [t.kind for t in result.trials] == ["fusion", "fusion", KIND, LINEAR]
-    (t,) = [t for t in result.trials if t.kind == kind]
+    assert [t.kind for t in result.trials] == ["fusion", "fusion", KIND, LINEAR, LINEAR, LINEAR]
+    assert [t.config.get("linear.inputs") for t in result.trials[3:]] == ["all", "text", "tabular"]
+    (t,) = [t for t in result.trials if t.kind == kind and t.config.get("linear.inputs", "all") == "all"]
     run = tracking.client(uri).get_run(t.run_id)
     assert run.data.tags["autofusion.model_kind"] == kind and run.info.status == "FINISHED"
     assert params | {"fusion.type"} <= set(run.data.params) and run.data.params["fusion.type"] == kind

@@ -19,7 +19,15 @@ from autofusion.search.features import build_features
 from autofusion.serving.pyfunc import ArtifactContext
 from autofusion.serving.trees import TreePyfunc, save_tree_files
 from autofusion.spaces.auto import write_auto_space
-from autofusion.train.trees import LINEAR_C, TreeData, block_columns, tree_blocks, tune_linear, tune_trees
+from autofusion.train.trees import (
+    LINEAR_C,
+    TreeData,
+    block_columns,
+    linear_inputs,
+    tree_blocks,
+    tune_linear,
+    tune_trees,
+)
 
 
 def _shop(root, n: int = 240):
@@ -99,6 +107,10 @@ def test_the_linear_layout_is_unreduced_one_hot_and_scaled(shop):
 
 def test_the_linear_member_is_tuned_on_the_search_metric(shop):
     _, data = shop
+    assert linear_inputs(data) == ["all", "text", "tabular"]  # every input, then each modality alone
+    alone = tune_linear(data, "val_f1_macro", "max", inputs="tabular").best
+    assert [b.input for b in alone.model.features.blocks] == ["tabular"] and alone.params["inputs"] == "tabular"
+    assert tune_linear(data, "val_f1_macro", "max", inputs="image").best is None  # no image here
     res = tune_linear(data, "val_f1_macro", "max")
     assert [t["C"] for t in res.tried] == list(LINEAR_C) and res.best.model.kind == LINEAR
     assert res.best.val_metrics["val_f1_macro"] == max(t["val_f1_macro"] for t in res.tried)
