@@ -32,8 +32,11 @@ def test_installed_entry_point_search_promote_predict(tmp_path, store_template):
         capture_output=True, text=True, timeout=400, cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    # the product's defaults: the trees member is the second trial, and 54 rows bag 5 folds
-    assert "2 trials" in run.stdout and "Best: trial" in run.stdout and "autofusion promote --search" in run.stdout
+    # the product's defaults: the trees member is the second trial, the linear members (every
+    # input, the image alone, the text alone) the next three, and 54 rows bag 5 folds
+    assert "5 trials · image_text" in run.stdout, run.stdout
+    assert run.stdout.count(" linear ") >= 3 and " lightgbm " in run.stdout, run.stdout
+    assert "Best: trial" in run.stdout and "autofusion promote --search" in run.stdout
     assert "Hand-built default (trial 1, mid fusion): val_f1_macro=" in run.stdout
     assert "Bagged (the search's model): 5 folds of the 54 training and validation rows" in run.stdout
     assert "Traceback" not in run.stderr
