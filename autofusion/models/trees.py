@@ -140,8 +140,10 @@ class TreeFeatures:
 
     def categorical(self) -> list[int]:
         """The columns LightGBM reads as categories: the tabular category ids."""
+        if self.linear:  # categories are one-hot columns there
+            return []
         out, start = [], 0
-        for b in [] if self.linear else self.blocks:
+        for b in self.blocks:
             if b.key is None:
                 out.extend(range(start + b.numeric, start + b.numeric + b.categories))
             start += b.width

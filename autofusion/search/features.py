@@ -138,9 +138,9 @@ def _add_standardised(data: PreparedData, extractor: Standardised, names: list[s
     def features(cells: pd.Series, start: int, end: int) -> dict:
         return {"x": extractor.features(list(cells))}
 
-    raw = {}
+    raw, rows = {}, _rows_key(data)
     for n in names:
-        folder = feature_dir(home, data.meta.fingerprint, _rows_key(data), n, extractor.features_identity())
+        folder = feature_dir(home, data.meta.fingerprint, rows, n, extractor.features_identity())
         raw[n] = _entry(folder, data.raw[n], features, f"{key} ({n}): features", quiet)[0]["x"]
     extractor.fit_features(np.concatenate([raw[n][_train_rows(data, n)] for n in names]))
     for n in names:

@@ -174,7 +174,12 @@ def _reads(data: PreparedData, block: Block, inputs: str) -> bool:
     """Whether a member reading ``inputs`` (``all``, ``fields``, a modality) reads ``block``."""
     if inputs in ("all", "fields"):
         return inputs == "all" or block.key is None
-    return next(s.modality for s in data.meta.input_specs if s.name == block.input) == inputs
+    return _modality(data, block) == inputs
+
+
+def _modality(data: PreparedData, block: Block) -> str:
+    """The modality of the input a block reads."""
+    return next(s.modality for s in data.meta.input_specs if s.name == block.input)
 
 
 def linear_inputs(data: PreparedData) -> list[str]:
@@ -182,8 +187,7 @@ def linear_inputs(data: PreparedData) -> list[str]:
     several (on memes the text alone is the strongest linear model; the image's columns only
     add noise to it), so that bagging's out-of-fold weights can choose between them."""
     blocks = tree_blocks(data) if data.meta.target != "multilabel" else []
-    modalities = list(dict.fromkeys(next(s.modality for s in data.meta.input_specs if s.name == b.input)
-                                    for b in blocks))
+    modalities = list(dict.fromkeys(_modality(data, b) for b in blocks))
     return ["all", *modalities] if len(modalities) > 1 else ["all"] if blocks else []
 
 
