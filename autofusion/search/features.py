@@ -164,7 +164,8 @@ def add_pretrained(data: PreparedData, modality: str, encoder: str, params: dict
     if strategies & {"staged", "finetune"}:  # e.g. images decoded once at the model's size, memory-mapped
         for n in names:
             folder = feature_dir(home, meta.fingerprint, rows, n, inputs.identity())
-            data.features[f"{n}|{inputs_key}"] = _entry(folder, data.raw[n], lambda cells, s, e: inputs.transform(cells),
+            data.features[f"{n}|{inputs_key}"] = _entry(folder, data.raw[n],
+                                                         lambda cells, s, e: inputs.fixed(inputs.transform(cells)),
                                                          f"{encoder} ({n}): model inputs", quiet)[0]
     key = frozen_key(inputs_key)
     if not strategies & {"frozen", "staged"} or key in data.extractors:

@@ -227,3 +227,37 @@ def test_an_interrupted_embedding_run_resumes_at_its_last_chunk(tmp_path, models
     build_features(whole, space, home=tmp_path / "other")  # one uninterrupted run
     for name, a in data.features[key].items():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(whole.features[key][name]))
+
+
+def test_texts_of_any_length_cache_chunk_after_chunk_at_one_shape(tmp_path, models, demos, monkeypatch):
+    """Short texts (a name, a title) beside long ones: a chunk of short texts is tokenized to
+    its own longest, yet every chunk's model inputs and frozen outputs are written at one shape,
+    and a text's outputs are those it gets alone (the served model's batches)."""
+    import pandas as pd
+
+    import autofusion.search.features as features
+
+    df = pd.read_csv(demos["image_text"])
+    df["text"] = [("goat " * (1 if i < 16 else 12)).strip() for i in range(len(df))]  # 2 chunks short, 2 long
+    manifest = tmp_path / "manifest.csv"
+    df.assign(image=[str(demos["image_text"].parent / p) for p in df["image"]]).to_csv(manifest, index=False)
+    df["text"] = df["text"] + [f" {i}" for i in range(len(df))]  # distinct texts: one chunk holds 8
+    df.assign(image=[str(demos["image_text"].parent / p) for p in df["image"]]).to_csv(manifest, index=False)
+    monkeypatch.setattr(features, "embed_chunk", lambda: 8)
+    monkeypatch.setattr(features, "MODEL_INPUTS_CHUNK", 8)
+    encs = {"image": {"small_cnn": {}}, "text": {"hf_text": {**choices(models, "text", "hf_text"), "max_tokens": 24}}}
+    space = space_file(tmp_path, encs, strategy=["frozen", "finetune"])
+    data = prepare_data(manifest, space, seed=0, home=tmp_path / "home")
+    build_features(data, space, home=tmp_path / "home")
+    frozen = next(v for k, v in data.features.items() if k.endswith("@frozen"))
+    inputs = next(v for k, v in data.features.items() if "hf_text" in k and not k.endswith("@frozen"))
+    assert frozen["tokens"].shape[1] == 24 and inputs["input_ids"].shape[1] > 14
+    pad = np.asarray(frozen["pad"])
+    short = np.array([len(t.split()) == 2 for t in data.raw["text"]])
+    assert pad[short].sum(1).min() > pad[~short].sum(1).max()  # the short texts' tokens are mostly padding
+    key = next(k for k in data.extractors if k.endswith("@frozen"))
+    alone = data.extractors[key].transform(data.raw["text"].iloc[:1])  # one text in a batch of its own
+    np.testing.assert_array_equal(alone["pad"][0], pad[0])
+    real = ~pad[0]  # what a padded position holds is masked out by every fusion
+    np.testing.assert_allclose(alone["tokens"][0][real].astype(np.float32),
+                               np.asarray(frozen["tokens"][0], np.float32)[real], atol=1e-2)

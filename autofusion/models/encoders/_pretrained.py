@@ -43,7 +43,7 @@ from autofusion.models.weights import Weights
 EMBED_BATCH = 32  # rows per forward pass when the frozen outputs are computed on a CPU (the least on a GPU)
 MAX_EMBED_BATCH = 512  # the most on a GPU, whatever its memory
 GPU_MEMORY_SHARE = 0.5  # of the GPU's free memory, what one batch may take
-FROZEN_OUTPUTS_VERSION = 1  # part of every feature-cache key: raise it when embed() changes
+FROZEN_OUTPUTS_VERSION = 2  # part of every feature-cache key: raise it when embed() changes (2: tokens padded to max_tokens)
 
 
 class ModelInputs(FeatureExtractor):
@@ -83,6 +83,11 @@ class ModelInputs(FeatureExtractor):
     def preprocessing(self) -> dict:
         """What the model's files decided (JSON): logged with the search and saved in the model."""
         return {}
+
+    def fixed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``transform``'s arrays at one shape whatever the cells (what the feature cache,
+        written chunk by chunk, needs): as they are, unless the batch decides their shape."""
+        return arrays
 
     def build_info(self) -> dict:
         """What the encoder needs to build its backbone without the weights (JSON)."""
@@ -268,7 +273,13 @@ class PretrainedEncoder(Encoder):
 
 
 def cap_tokens(toks: Tensor, pad: Tensor | None, n: int, how: str) -> tuple[Tensor, Tensor | None]:
-    """At most ``n`` tokens: the first ``n`` (``truncate``, text) or averages of neighbours (``pool``)."""
+    """At most ``n`` tokens: the first ``n`` (``truncate``, text) or averages of neighbours (``pool``).
+    Fewer tokens with a pad mask (texts padded to the longest of their batch) are padded up to
+    exactly ``n``: a cell's outputs do not depend on the batch it came in, and the feature cache,
+    written chunk by chunk, gets one shape (short texts, a name or a title, make short batches)."""
+    if toks.shape[1] < n and pad is not None and how == "truncate":
+        extra = n - toks.shape[1]
+        return F.pad(toks, (0, 0, 0, extra)), F.pad(pad, (0, extra), value=True)
     if toks.shape[1] <= n:
         return toks, pad
     if how == "truncate":

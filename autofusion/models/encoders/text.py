@@ -236,6 +236,16 @@ class TextInputs(ModelInputs):
         ids = enc["input_ids"].astype(np.int32)
         return {"input_ids": ids, "attention_mask": (np.ones_like(ids) if mask is None else mask).astype(np.int8)}
 
+    def fixed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Padded (on the right, masked out) to ``max_length`` tokens: a chunk of short texts is
+        padded to its own longest otherwise."""
+        extra = self.max_length - arrays["input_ids"].shape[1]
+        if extra <= 0:
+            return arrays
+        pad_id = self.tokenizer.pad_token_id or 0
+        return {"input_ids": np.pad(arrays["input_ids"], ((0, 0), (0, extra)), constant_values=pad_id),
+                "attention_mask": np.pad(arrays["attention_mask"], ((0, 0), (0, extra)))}
+
 
 @register_encoder("hf_text", modality="text")
 class HFText(PretrainedEncoder):
