@@ -3,6 +3,7 @@ long argument list."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +40,7 @@ class SearchContext:
     source_study: Any = None  # the Optuna study of --warm-start
     console: Any = None
     phases: Phases = field(default_factory=Phases)  # where the time goes (autofusion/phases.py)
+    stop_ray: Callable[[], None] = lambda: None  # Ray stops in the background: nothing after may use it
 
     @property
     def folder(self) -> Path:

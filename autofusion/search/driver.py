@@ -1,9 +1,9 @@
 """The search driver: ``run_search`` runs the checks that need no data (each trial's resources
 against the cluster, the store, the weights: search/checks.py), reads and checks the data,
-starts Ray on a thread of its own while the features are built, opens (or reopens) the
-search's MLflow run, runs the trials and finishes: the best trial on validation, its one test
-evaluation, its logged model, the greedy ensemble of the trials (kept when it beats the best
-trial), the summary and the report. It times each phase (autofusion/phases.py): the summary
+starts Ray on a thread of its own while the features are built (and stops it there once
+bagging, its last user, is over), opens (or reopens) the search's MLflow run, runs the trials
+and finishes: the best trial on validation, its one test evaluation, its logged model, the
+greedy ensemble of the trials (kept when it beats the best trial), the summary and the report. It times each phase (autofusion/phases.py): the summary
 prints them and the search run logs them.
 
 Nothing imports this module but the CLI (and benchmarks, tests): the records it takes and
@@ -144,7 +144,7 @@ def _run(opts: SearchOptions, console: Any, phases: Phases) -> SearchResult:
         experiment = opts.experiment or space.task
         ctx = SearchContext(opts=opts, space=space, data=data, settings=settings, uri=uri, experiment=experiment,
                             experiment_id=tracking.experiment_id(uri, experiment), home=home, t0=t0,
-                            source_study=source_study, console=console, phases=phases)
+                            source_study=source_study, console=console, phases=phases, stop_ray=ray_start.stop)
         if resume_id is None:
             _start_parent(ctx)
         else:
@@ -318,6 +318,7 @@ def _finish(ctx: SearchContext, writer: TrackingWriter, study: Any) -> SearchRes
             bagged, bag_matrix = bagging.bag_and_log(ctx, trials, best, ens)
         except Exception as exc:  # noqa: BLE001 - the ensemble or the best trial is the search's model then
             log.warning("no bagging: %s: %s", type(exc).__name__, exc)
+    ctx.stop_ray()  # the last step that uses Ray is over: it stops while the search finishes
     ctx.phases.enter("serving")  # the search's model loaded as served: its inputs' importance, its latency
     loaded: dict[str, Any] = {}  # each logged model loaded once, as it is served, for both calls below
     final_uri = (bagged.model_uri if bagged is not None else ens.model_uri if ens is not None and ens.kept

@@ -5,6 +5,7 @@ while the driver prepares the features."""
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import threading
 from typing import Any
@@ -16,15 +17,18 @@ from autofusion.search.cluster import (
     resolve_address,
 )
 
+log = logging.getLogger(__name__)
+
 
 class RayStart:
     """:func:`init_ray` on a thread of its own, so that Ray's processes start while the driver
-    works (the features, on a second core). The thread lives as long as the Ray it started:
-    Ray's processes ask Linux to kill them when their parent ends (``PR_SET_PDEATHSIG``), and
-    Linux means the thread that started them."""
+    works (the features, on a second core), and ``ray.shutdown`` on the same thread, so that
+    they stop while the driver finishes (the served model, the logging). The thread lives as
+    long as the Ray it started: Ray's processes ask Linux to kill them when their parent ends
+    (``PR_SET_PDEATHSIG``), and Linux means the thread that started them."""
 
     def __init__(self, address: str | None, verbose: bool) -> None:
-        self._done, self._release = threading.Event(), threading.Event()
+        self._done, self._release, self._stopped = threading.Event(), threading.Event(), threading.Event()
         self._started, self._error = False, None
         threading.Thread(target=self._run, args=(address, verbose), name="autofusion-ray", daemon=True).start()
 
@@ -35,8 +39,16 @@ class RayStart:
             self._error = exc
         finally:
             self._done.set()
-        if self._started:
-            self._release.wait()  # until shutdown(): Ray's processes die with this thread
+        try:
+            if self._started:
+                self._release.wait()  # until stop() or shutdown(): Ray's processes die with this thread
+                import ray
+
+                ray.shutdown()
+        except Exception as exc:  # noqa: BLE001 - stopping is best effort; the processes die with the thread
+            log.warning("ray.shutdown: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._stopped.set()
 
     def result(self) -> bool:
         """Waits for Ray; whether this started or joined it. Raises the start's error."""
@@ -45,16 +57,16 @@ class RayStart:
             raise self._error
         return self._started
 
-    def shutdown(self) -> None:
-        """Stops (or leaves) the Ray this started, once its start is over; nothing if it failed."""
-        self._done.wait()
-        try:
-            if self._started:
-                import ray
+    def stop(self) -> None:
+        """Stops (or leaves) the Ray this started, in the background: nothing after this call may use Ray."""
+        self._release.set()
 
-                ray.shutdown()
-        finally:
-            self._release.set()
+    def shutdown(self) -> None:
+        """Stops (or leaves) the Ray this started, once its start is over, and waits until it has;
+        nothing if the start failed."""
+        self._done.wait()
+        self._release.set()
+        self._stopped.wait()
 
 
 def planned_nodes(address: str | None) -> list[dict[str, Any]] | None:
