@@ -11,7 +11,7 @@ from rich.table import Table
 from autofusion.errors import ConfigError
 from autofusion.metrics import best_first
 from autofusion.phases import phase_line
-from autofusion.search.records import SearchResult, TrialRecord
+from autofusion.search.records import SearchResult, TrialRecord, final_kind
 from autofusion.search.table import trial_rows, view_columns
 
 
@@ -97,14 +97,11 @@ def print_summary(result: SearchResult, modalities: list[str], console: Any) -> 
         console.print(ensemble_line(result), highlight=False, markup=False)
     if result.bagged is not None:
         console.print(bagged_line(result), highlight=False, markup=False)
-        console.print(f"Model: {result.bagged.model_uri} (bagged, in search run {result.parent_run_id}; the best "
-                      f"trial's: {result.model_uri}; store {result.tracking_uri})", highlight=False, markup=False)
-    elif e is not None and e.kept:
-        console.print(f"Model: {e.model_uri} (the ensemble, in search run {result.parent_run_id}; the best trial's: "
-                      f"{result.model_uri}; store {result.tracking_uri})", highlight=False, markup=False)
-    else:
-        console.print(f"Model: {result.model_uri} (run {b.run_id}, search {result.parent_run_id}, "
-                      f"store {result.tracking_uri})", highlight=False, markup=False)
+    final = final_kind(result.bagged, e)
+    where = (f"run {b.run_id}, search {result.parent_run_id}, store {result.tracking_uri}" if final == "best" else
+             f"{'bagged' if final == 'bagged' else 'the ensemble'}, in search run {result.parent_run_id}; the best "
+             f"trial's: {result.model_uri}; store {result.tracking_uri}")
+    console.print(f"Model: {result.final_model_uri} ({where})", highlight=False, markup=False)
     if result.report_path:
         console.print(f"Report: {result.report_path}", highlight=False, markup=False)
     console.print(f"Register it: autofusion promote --search {result.parent_run_id}"

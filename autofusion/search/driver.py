@@ -45,6 +45,7 @@ from autofusion.search.records import (
     SearchOptions,
     SearchResult,
     TrialRecord,
+    final_kind,
 )
 from autofusion.search.settings import (
     check_losses_fit,
@@ -321,8 +322,8 @@ def _finish(ctx: SearchContext, writer: TrackingWriter, study: Any) -> SearchRes
     ctx.stop_ray()  # the last step that uses Ray is over: it stops while the search finishes
     ctx.phases.enter("serving")  # the search's model loaded as served: its inputs' importance, its latency
     loaded: dict[str, Any] = {}  # each logged model loaded once, as it is served, for both calls below
-    final_uri = (bagged.model_uri if bagged is not None else ens.model_uri if ens is not None and ens.kept
-                 else model_uri)
+    final = final_kind(bagged, ens)
+    final_uri = {"bagged": bagged and bagged.model_uri, "ensemble": ens and ens.model_uri, "best": model_uri}[final]
     importance = explain.search_importance(ctx.uri, writer, final_uri, ctx.data, s, loaded,
                                            on_validation=bagged is None)  # a bagged model trained on them
     latency = served_latency.search_latency(ctx.uri, writer, ctx.data, model_uri, best and best.trial_id,
@@ -341,7 +342,7 @@ def _finish(ctx: SearchContext, writer: TrackingWriter, study: Any) -> SearchRes
         ensemble=ens, noise=told, bagged=bagged, importance=importance[0], test_importance=importance[1], latency=latency,
     )
     drawn = artifacts.log_parent_summary(ctx.uri, result, study, meta.modalities)
-    final_matrix = bag_matrix if bagged is not None else ens_matrix if ens is not None and ens.kept else matrix
+    final_matrix = {"bagged": bag_matrix, "ensemble": ens_matrix, "best": matrix}[final]
     if final_matrix is not None:
         drawn["confusion_matrix"] = plots.confusion_matrix(final_matrix, meta.classes)
     try:

@@ -305,11 +305,18 @@ class SearchResult:
 
     @property
     def final_model_uri(self) -> str | None:
-        """The search's model: the bagged one when the search bagged, else the ensemble's when it
-        is kept, else the best trial's."""
-        if self.bagged is not None and self.bagged.model_uri:
-            return self.bagged.model_uri
-        return self.ensemble.model_uri if self.ensemble is not None and self.ensemble.kept else self.model_uri
+        """The search's model's URI (:func:`final_kind`)."""
+        kind = final_kind(self.bagged, self.ensemble)
+        return {"bagged": self.bagged and self.bagged.model_uri, "ensemble": self.ensemble and self.ensemble.model_uri,
+                "best": self.model_uri}[kind]
+
+
+def final_kind(bagged: BaggedResult | None, ensemble: EnsembleResult | None) -> str:
+    """Which model is the search's: ``bagged`` when the search bagged and logged it, else
+    ``ensemble`` when the ensemble is kept, else ``best`` (the best trial's)."""
+    if bagged is not None and bagged.model_uri:
+        return "bagged"
+    return "ensemble" if ensemble is not None and ensemble.kept else "best"
 
 
 class SearchInterrupted(Exception):

@@ -85,8 +85,7 @@ class ModelInputs(FeatureExtractor):
         return {}
 
     def fixed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``transform``'s arrays at one shape whatever the cells (what the feature cache,
-        written chunk by chunk, needs): as they are, unless the batch decides their shape."""
+        """``transform``'s arrays at one shape whatever the cells, as the feature cache's chunks need."""
         return arrays
 
     def build_info(self) -> dict:
@@ -273,10 +272,8 @@ class PretrainedEncoder(Encoder):
 
 
 def cap_tokens(toks: Tensor, pad: Tensor | None, n: int, how: str) -> tuple[Tensor, Tensor | None]:
-    """At most ``n`` tokens: the first ``n`` (``truncate``, text) or averages of neighbours (``pool``).
-    Fewer tokens with a pad mask (texts padded to the longest of their batch) are padded up to
-    exactly ``n``: a cell's outputs do not depend on the batch it came in, and the feature cache,
-    written chunk by chunk, gets one shape (short texts, a name or a title, make short batches)."""
+    """At most ``n`` tokens: the first ``n`` (``truncate``, text) or averages of neighbours (``pool``);
+    fewer with a pad mask (texts padded to their batch's longest) padded to ``n``: one shape per cache."""
     if toks.shape[1] < n and pad is not None and how == "truncate":
         extra = n - toks.shape[1]
         return F.pad(toks, (0, 0, 0, extra)), F.pad(pad, (0, extra), value=True)
