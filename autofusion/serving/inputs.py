@@ -110,8 +110,9 @@ def model_inputs(df: pd.DataFrame, meta: DataMeta, feature_keys: dict[str, str |
     ``cache`` (per request) keeps each input's arrays by input and feature key: the modality's
     own arrays and an extractor's (one search fits one extractor per key) do not depend on the
     member, so the members of an ensemble decode and tokenise each cell once, and importance
-    passes reuse them. Inputs in ``fresh`` (their cells changed on purpose: a field blanked or
-    shuffled) are read anew, neither from nor into the cache, and may be empty anywhere.
+    passes reuse them. Inputs in ``fresh`` have cells changed on purpose (a field blanked or
+    shuffled) and may be empty anywhere; their caller passes the pass's own cache
+    (``serving.perturb.pass_cache``) or none.
 
     Raises:
         ValueError: a missing column, an empty cell where the modality may not be missing, or
@@ -133,7 +134,7 @@ def model_inputs(df: pd.DataFrame, meta: DataMeta, feature_keys: dict[str, str |
             raise ValueError(f"row {int(np.flatnonzero(~here)[0]) + 1}: empty {spec.name!r} cell")
         key = feature_keys.get(spec.name)
         present[spec.name] = torch.from_numpy(here)
-        kept = cache is not None and spec.name not in fresh
+        kept = cache is not None
         if kept and (spec.name, key) in cache:
             inputs[spec.name] = cache[(spec.name, key)]
             continue

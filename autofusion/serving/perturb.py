@@ -71,6 +71,11 @@ class Perturbation:
         names = set(names)
         return self.read_again(meta, names) | ({self.input} & names if not self.field else frozenset())
 
+    @property
+    def key(self) -> tuple:
+        """What tells this pass from another (its permutation's rows included)."""
+        return (self.input, self.columns, self.kind, self.field, None if self.order is None else self.order.tobytes())
+
     def frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """The request rows with the perturbed columns blanked or shuffled."""
         out = df.copy()
@@ -85,6 +90,21 @@ class Perturbation:
             return x, torch.zeros_like(present)
         idx = torch.from_numpy(np.asarray(self.order, dtype=np.int64))
         return take(x, idx), present[idx]
+
+
+def pass_cache(cache: dict[Any, Any] | None, perturb: Perturbation | None) -> dict[Any, Any] | None:
+    """The part of a request cache that holds what one pass reads anew (the inputs read from
+    its changed cells, their backbones' outputs): shared by the members of an ensemble within
+    the pass, dropped when the next pass starts. None without a cache or a pass."""
+    if cache is None or perturb is None:
+        return None
+    held = cache.get(PASS)
+    if held is None or held[0] != perturb.key:
+        held = cache[PASS] = (perturb.key, {})
+    return held[1]
+
+
+PASS = ("importance pass",)  # the request cache's key of the current pass's own cache
 
 
 def take(x: Any, idx: torch.Tensor | slice) -> Any:

@@ -32,7 +32,7 @@ from autofusion.models.build import build_model, whole_model
 from autofusion.models.extractors import load_extractor
 from autofusion.serving.encoded import encoded, reading_features
 from autofusion.serving.inputs import missing, model_inputs
-from autofusion.serving.perturb import Perturbation, take
+from autofusion.serving.perturb import Perturbation, pass_cache, take
 from autofusion.serving.shared_backbones import with_backbone_outputs
 from autofusion.trial import TrialConfig
 
@@ -80,11 +80,12 @@ class FusionPyfunc(PythonModel):
         touched = frozenset() if perturb is None else perturb.read_again(self.meta, keys)
         inputs, present = model_inputs(df, self.meta, {k: v for k, v in keys.items() if k not in touched},
                                        self.extractors, cache)
+        this_pass = pass_cache(cache, perturb)  # what this pass reads anew, shared by an ensemble's members
         if touched:  # read again from the blanked or shuffled cells
-            more = model_inputs(perturb.frame(df), self.meta, {k: keys[k] for k in touched}, self.extractors, cache,
-                                touched)
+            more = model_inputs(perturb.frame(df), self.meta, {k: keys[k] for k in touched}, self.extractors,
+                                this_pass, touched)
             inputs, present = {**inputs, **more[0]}, {**present, **more[1]}
-        inputs = with_backbone_outputs(self.model, inputs, cache, touched)
+        inputs = with_backbone_outputs(self.model, inputs, cache, touched, this_pass)
         if perturb is not None:  # an importance pass: each input encoded once per request, fusion and head here
             kept = cache.setdefault(("encoded", id(self.model)), {})
             kept.update(encoded(self.model, inputs, [n for n in inputs if n not in kept and n not in touched],

@@ -66,23 +66,25 @@ def share_backbones(models: Iterable[nn.Module]) -> int:
 
 
 def with_backbone_outputs(model: nn.Module, inputs: dict[str, Any], cache: dict[Any, Any] | None,
-                          fresh: frozenset[str] = frozenset()) -> dict[str, Any]:
+                          fresh: frozenset[str] = frozenset(),
+                          pass_cache: dict[Any, Any] | None = None) -> dict[str, Any]:
     """``inputs`` with each pretrained encoder's model inputs replaced by its backbone's outputs,
     from ``cache`` when a member (or an earlier pass) computed them; inputs in ``fresh`` (read
-    anew from changed cells) are computed and not cached."""
+    anew from an importance pass's changed cells) from ``pass_cache``, the pass's own, which the
+    other members of an ensemble read within the same pass."""
     out = dict(inputs)
     for name, encoder in model.encoder_of.items():
         for prefix, enc in halves(model.encoders[encoder]):  # a pair's pretrained half too
             if not (isinstance(enc, PretrainedEncoder) and enc.backbone is not None):
                 continue
             key = ("backbone", id(enc.backbone), name, half_key(model.feature_keys.get(name), prefix))
-            kept = cache is not None and name not in fresh
-            if kept and key in cache:
-                got = cache[key]
+            store = pass_cache if name in fresh else cache
+            if store is not None and key in store:
+                got = store[key]
             else:
                 got = backbone_outputs(enc, half_input(inputs[name], prefix))
-                if kept:
-                    cache[key] = got
+                if store is not None:
+                    store[key] = got
             out[name] = with_half(out[name], prefix, got)
     return out
 

@@ -18,6 +18,7 @@ from autofusion.data.prepare import DataMeta
 from autofusion.models.extractors import load_extractor
 from autofusion.models.trees import TreeModel
 from autofusion.serving.inputs import model_inputs
+from autofusion.serving.perturb import pass_cache
 from autofusion.serving.pyfunc import PythonModel, log_pyfunc, output_frame
 
 
@@ -35,10 +36,13 @@ class TreePyfunc(PythonModel):
         (``perturb``) changes the request's cells (a removed input is blank: missing fields,
         an empty text): the inputs it changes are read anew, empty cells allowed; the others
         come from the request's ``cache``, shared with the other members."""
-        fresh = frozenset() if perturb is None else perturb.changed(self.meta, self.trees.keys)
-        if perturb is not None:
-            df = perturb.frame(df)
-        inputs, _ = model_inputs(df, self.meta, self.trees.keys, self.extractors, cache, fresh)
+        keys = self.trees.keys
+        fresh = frozenset() if perturb is None else perturb.changed(self.meta, keys)
+        inputs, _ = model_inputs(df, self.meta, {k: v for k, v in keys.items() if k not in fresh}, self.extractors,
+                                 cache)
+        if fresh:  # read from the changed cells, into the pass's own cache
+            inputs.update(model_inputs(perturb.frame(df), self.meta, {k: keys[k] for k in fresh}, self.extractors,
+                                       pass_cache(cache, perturb), fresh)[0])
         columns = {b.input: b.columns(_array(inputs[b.input])) for b in self.trees.features.blocks}
         out = self.trees.outputs(columns)
         if self.meta.target == "regression":

@@ -146,3 +146,22 @@ def test_an_importance_pass_is_the_model_on_shuffled_or_missing_inputs(setup):
         with torch.no_grad():
             expected = expected + m.weight * torch.softmax(m.model(inputs, present), dim=-1).numpy()
     np.testing.assert_allclose(removed, expected, atol=1e-5)
+
+
+def test_a_pass_that_reads_cells_again_runs_each_backbone_once_and_leaves_the_cache_intact(setup):
+    """A pass that reads an input again from its changed cells (a field of a joined text; here
+    the text read as a field) runs the shared backbone once for both members; the next pass,
+    with other changes, and the intact rows get their own outputs, not that pass's."""
+    _, _, _, request = setup
+    ensemble, _ = _logged(setup, tune_one=False)
+    py = ensemble.unwrap_python_model()
+    counts = _count(_first_layers(ensemble))
+    cache: dict = {}
+    intact = py.outputs(request, cache)
+    orders = [np.random.default_rng(seed).permutation(len(request)) for seed in (0, 1)]
+    base = list(counts)
+    got = [py.outputs(request, cache, Perturbation("text", ("text",), PERMUTATION, o, field=True)) for o in orders]
+    assert sorted(c - b for c, b in zip(counts, base)) == [0, 2]  # image never; text once a pass, not once a member
+    np.testing.assert_allclose(py.outputs(request, cache), intact, atol=1e-6)
+    for order, g in zip(orders, got):
+        np.testing.assert_allclose(g, py.outputs(request.assign(text=request["text"].to_numpy()[order])), atol=1e-5)
