@@ -125,17 +125,22 @@ class TreeFeatures:
     def matrix(self, columns: dict[str, Any]) -> Any:
         """The feature rows ``[N, F]`` (float32, NaN where a number is missing) from each
         block's columns (by input); the linear layout's as a sparse matrix."""
+        return self.join([self.block(b, columns[b.input]) for b in self.blocks])
+
+    def block(self, b: Block, x: Any) -> Any:
+        """One block's part of :meth:`matrix` from its columns ``x``."""
+        if self.linear:
+            return self._linear_block(b, x) * self.scales[b.input]
+        if b.input in self.components:
+            x = x @ self.components[b.input].T
+        return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+
+    def join(self, parts: list[Any]) -> Any:
+        """The blocks' parts side by side, as :meth:`matrix` gives them."""
         if self.linear:
             import scipy.sparse as sp
 
-            return sp.hstack([self._linear_block(b, columns[b.input]) * self.scales[b.input] for b in self.blocks],
-                             format="csr", dtype=np.float32)
-        parts = []
-        for b in self.blocks:
-            x = columns[b.input]
-            if b.input in self.components:
-                x = x @ self.components[b.input].T
-            parts.append(np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32))
+            return sp.hstack(parts, format="csr", dtype=np.float32)
         return np.concatenate(parts, axis=1)
 
     def categorical(self) -> list[int]:

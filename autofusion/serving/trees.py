@@ -43,8 +43,17 @@ class TreePyfunc(PythonModel):
         if fresh:  # read from the changed cells, into the pass's own cache
             inputs.update(model_inputs(perturb.frame(df), self.meta, {k: keys[k] for k in fresh}, self.extractors,
                                        pass_cache(cache, perturb), fresh)[0])
-        columns = {b.input: b.columns(_array(inputs[b.input])) for b in self.trees.features.blocks}
-        out = self.trees.outputs(columns)
+        features, parts = self.trees.features, []
+        for b in features.blocks:  # a block the pass leaves alone: from the request's cache after the first pass
+            key = ("trees block", id(self), b.input)
+            if cache is None or b.input in fresh or key not in cache:
+                part = features.block(b, b.columns(_array(inputs[b.input])))
+                if cache is None or b.input in fresh:
+                    parts.append(part)
+                    continue
+                cache[key] = part
+            parts.append(cache[key])
+        out = self.trees.predict(features.join(parts))
         if self.meta.target == "regression":
             return out
         from scipy.special import softmax

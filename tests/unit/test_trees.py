@@ -16,6 +16,8 @@ from autofusion.data.splits import TEST, TRAIN
 from autofusion.models.linear import LINEAR
 from autofusion.models.trees import MAX_COLUMNS, Block, TreeModel
 from autofusion.search.features import build_features
+from autofusion.search.records import PERMUTATION, REMOVAL
+from autofusion.serving.perturb import Perturbation
 from autofusion.serving.pyfunc import ArtifactContext
 from autofusion.serving.trees import TreePyfunc, save_tree_files
 from autofusion.spaces.auto import write_auto_space
@@ -137,6 +139,15 @@ def test_a_saved_member_serves_raw_rows_as_it_was_evaluated(shop, tmp_path, tune
     pred = py.predict(ctx, rows)
     assert np.allclose(pred[["prob_cheap", "prob_dear"]].to_numpy(), expected, atol=1e-6)
     assert (pred["label"] == np.array(data.meta.classes)[expected.argmax(axis=1)]).all()
+    # importance passes through one request cache: each what the member gives on the changed rows
+    cache: dict = {}
+    rows = rows.reset_index(drop=True)
+    np.testing.assert_allclose(py.outputs(rows, cache), py.outputs(rows), atol=1e-9)
+    order = np.random.default_rng(0).permutation(len(rows))
+    for p in (Perturbation("review", ("review",), PERMUTATION, order), Perturbation("weight", ("weight",), REMOVAL),
+              Perturbation("review", ("review",), REMOVAL)):
+        np.testing.assert_allclose(py.outputs(rows, cache, p), py.outputs(p.frame(rows)), atol=1e-9)
+    np.testing.assert_allclose(py.outputs(rows, cache), py.outputs(rows), atol=1e-9)  # the intact rows, unchanged
 
 
 def test_the_linear_member_fits_a_regression_as_ridge(tmp_path):
