@@ -19,7 +19,9 @@ from useless.
 It works on any served model (a single model or an ensemble: anything with ``meta`` and
 ``outputs(df, cache, perturb)``): the intact pass decodes every file and runs every backbone
 once into the request cache, and each perturbed pass reuses them, so a pass costs the light
-part of the model only.
+part of the model only, plus what it must read anew from its changed cells (a field of a
+joined text through its backbone), once for all the members of an ensemble
+(``serving.perturb.pass_cache``).
 """
 
 from __future__ import annotations
