@@ -92,6 +92,9 @@ class Perturbation:
         return take(x, idx), present[idx]
 
 
+PASS = ("importance pass",)  # the request cache's key of the current pass's own cache
+
+
 def pass_cache(cache: dict[Any, Any] | None, perturb: Perturbation | None) -> dict[Any, Any] | None:
     """The part of a request cache that holds what one pass reads anew (the inputs read from
     its changed cells, their backbones' outputs): shared by the members of an ensemble within
@@ -102,9 +105,6 @@ def pass_cache(cache: dict[Any, Any] | None, perturb: Perturbation | None) -> di
     if held is None or held[0] != perturb.key:
         held = cache[PASS] = (perturb.key, {})
     return held[1]
-
-
-PASS = ("importance pass",)  # the request cache's key of the current pass's own cache
 
 
 def take(x: Any, idx: torch.Tensor | slice) -> Any:

@@ -44,11 +44,12 @@ class TreePyfunc(PythonModel):
             inputs.update(model_inputs(perturb.frame(df), self.meta, {k: keys[k] for k in fresh}, self.extractors,
                                        pass_cache(cache, perturb), fresh)[0])
         features, parts = self.trees.features, []
-        for b in features.blocks:  # a block the pass leaves alone: from the request's cache after the first pass
-            key = ("trees block", id(self), b.input)
-            if cache is None or b.input in fresh or key not in cache:
+        for b in features.blocks:
+            key = ("trees block", id(self), b.input)  # a block the pass leaves alone: made once per request
+            shared = cache is not None and b.input not in fresh
+            if not (shared and key in cache):
                 part = features.block(b, b.columns(_array(inputs[b.input])))
-                if cache is None or b.input in fresh:
+                if not shared:
                     parts.append(part)
                     continue
                 cache[key] = part
