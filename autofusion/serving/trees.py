@@ -47,13 +47,13 @@ class TreePyfunc(PythonModel):
         for b in features.blocks:
             key = ("trees block", id(self), b.input)  # a block the pass leaves alone: made once per request
             shared = cache is not None and b.input not in fresh
-            if not (shared and key in cache):
-                part = features.block(b, b.columns(_array(inputs[b.input])))
-                if not shared:
-                    parts.append(part)
-                    continue
+            if shared and key in cache:
+                parts.append(cache[key])
+                continue
+            part = features.block(b, b.columns(_array(inputs[b.input])))
+            if shared:
                 cache[key] = part
-            parts.append(cache[key])
+            parts.append(part)
         out = self.trees.predict(features.join(parts))
         if self.meta.target == "regression":
             return out
