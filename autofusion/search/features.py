@@ -36,7 +36,8 @@ from autofusion.home import autofusion_home
 from autofusion.models import ENCODERS
 from autofusion.models.build import feature_keys
 from autofusion.models.encoders._classical import Standardised
-from autofusion.models.encoders._pretrained import FrozenOutputs, embed_chunk
+from autofusion.models.encoders._embed import embed_chunk
+from autofusion.models.encoders._pretrained import FrozenOutputs
 from autofusion.models.encoders.pair import add_pairs
 from autofusion.models.extractors import (
     feature_key,

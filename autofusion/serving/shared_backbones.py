@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
+from autofusion.models.encoders._embed import batches
 from autofusion.models.encoders._pretrained import PretrainedEncoder
 from autofusion.models.encoders.pair import half_input, half_key, halves, with_half
-from autofusion.serving.perturb import num_rows, take
+from autofusion.serving.perturb import num_rows
 
 BACKBONE_BATCH = 64  # rows per backbone forward pass: bounds a large request's activations
 
@@ -92,10 +94,13 @@ def with_backbone_outputs(model: nn.Module, inputs: dict[str, Any], cache: dict[
 @torch.no_grad()
 def backbone_outputs(enc: PretrainedEncoder, x: Any, batch: int | None = None) -> dict[str, torch.Tensor]:
     """The encoder's outputs (pooled vectors, capped tokens, pad mask) for every row of model
-    inputs ``x``, ``batch`` rows (:data:`BACKBONE_BATCH`) per forward pass."""
+    inputs ``x``, ``batch`` rows (:data:`BACKBONE_BATCH`) per forward pass (texts longest first,
+    as the feature cache computes them: ``models.encoders._embed.batches``)."""
     parts: dict[str, list[torch.Tensor]] = {}
-    n, batch = num_rows(x), batch or BACKBONE_BATCH
-    for start in range(0, n, batch):
-        for k, v in enc.outputs(take(x, slice(start, start + batch))).items():
+    done: list[np.ndarray] = []
+    for sel, part in batches(x, num_rows(x), batch or BACKBONE_BATCH):
+        for k, v in enc.outputs(part).items():
             parts.setdefault(k, []).append(v)
-    return {k: torch.cat(v) for k, v in parts.items()}
+        done.append(sel)
+    back = torch.from_numpy(np.argsort(np.concatenate(done))) if done else torch.arange(0)
+    return {k: torch.cat(v)[back] for k, v in parts.items()}

@@ -17,7 +17,7 @@ from autofusion.data.arrays import IndexedRows, distinct_cells, per_distinct
 from autofusion.data.cache import Part, build_entry, decoded_columns
 from autofusion.errors import DataError
 from autofusion.modalities import MODALITIES
-from autofusion.models.encoders._pretrained import (
+from autofusion.models.encoders._embed import (
     EMBED_BATCH,
     MAX_EMBED_BATCH,
     batch_for_memory,
@@ -171,3 +171,22 @@ def test_a_decode_interrupted_halfway_resumes_and_names_every_row_of_a_bad_file(
     assert a.shape == (39, 3, 8, 8) and a.distinct == 14
     np.testing.assert_array_equal(a[3], decode(image, str(files[1]), {"size": 8}))
     assert not a[36].any() and not a[38].any()  # a bad file and an empty cell: zeros
+
+
+def test_text_batches_go_longest_first_each_cut_to_its_longest():
+    """A text model's inputs run longest first, each batch no wider than its longest text, and
+    every row exactly once; other inputs (pixels) in their order, whole."""
+    from autofusion.models.encoders._embed import batches
+
+    lengths = np.array([3, 9, 1, 9, 5, 2, 7])
+    mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.int8)
+    ids = np.where(mask == 1, 5, 0).astype(np.int32)
+    got = list(batches({"input_ids": ids, "attention_mask": mask}, len(lengths), 3))
+    assert [list(lengths[sel]) for sel, _ in got] == [[9, 9, 7], [5, 3, 2], [1]]
+    assert [part["input_ids"].shape[1] for _, part in got] == [9, 5, 1]
+    assert sorted(np.concatenate([sel for sel, _ in got])) == list(range(len(lengths)))
+    for sel, part in got:
+        np.testing.assert_array_equal(part["attention_mask"], mask[sel, : part["attention_mask"].shape[1]])
+    pixels = np.zeros((5, 3, 4, 4), np.uint8)
+    assert [(list(sel), x.shape) for sel, x in batches(pixels, 5, 2)] == \
+        [([0, 1], (2, 3, 4, 4)), ([2, 3], (2, 3, 4, 4)), ([4], (1, 3, 4, 4))]

@@ -261,3 +261,9 @@ def test_texts_of_any_length_cache_chunk_after_chunk_at_one_shape(tmp_path, mode
     real = ~pad[0]  # what a padded position holds is masked out by every fusion
     np.testing.assert_allclose(alone["tokens"][0][real].astype(np.float32),
                                np.asarray(frozen["tokens"][0], np.float32)[real], atol=1e-2)
+    mixed = data.raw["text"].iloc[[0, 20, 1, 21]]  # short, long, short, long: run longest first, given back in order
+    together = data.extractors[key].transform(mixed)
+    for i, cell in enumerate(mixed):
+        one = data.extractors[key].transform(pd.Series([cell]))
+        np.testing.assert_allclose(together["pooled"][i].astype(np.float32), one["pooled"][0].astype(np.float32),
+                                   atol=1e-2)

@@ -10,7 +10,7 @@ A pretrained encoder reads one of two kinds of arrays (``models.extractors.pretr
   own feature extractor), when it is fine-tuned or logged and served whole;
 * its **frozen outputs** (``pooled`` ``[N, D]``, ``tokens`` ``[N, T, D]`` capped at
   ``max_tokens``, a ``pad`` mask where tokens are padding), computed once per dataset by
-  :func:`embed` and cached on disk as float16 (``autofusion.search.features``), when it is frozen: it
+  ``_embed.embed`` and cached on disk as float16 (``autofusion.search.features``), when it is frozen: it
   then holds no backbone at all, and a trial trains fusion and head only.
 
 The preprocessing comes from the model's own files and is saved with the fitted extractor
@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -37,12 +36,10 @@ from autofusion.errors import ConfigError
 from autofusion.modalities import DecodeError, ModalityInfo
 from autofusion.modalities.base import open_source
 from autofusion.models.base import Encoder, Tokens
+from autofusion.models.encoders._embed import embed, embed_batch_size
 from autofusion.models.extractors import FeatureExtractor
 from autofusion.models.weights import Weights
 
-EMBED_BATCH = 32  # rows per forward pass when the frozen outputs are computed on a CPU (the least on a GPU)
-MAX_EMBED_BATCH = 512  # the most on a GPU, whatever its memory
-GPU_MEMORY_SHARE = 0.5  # of the GPU's free memory, what one batch may take
 FROZEN_OUTPUTS_VERSION = 2  # part of every feature-cache key: raise it when embed() changes (2: tokens padded to max_tokens)
 
 
@@ -325,61 +322,6 @@ def top_blocks(encoder: PretrainedEncoder, n: int) -> list[nn.Parameter]:
     blocks = encoder.blocks()
     chosen = blocks if n <= 0 or n >= len(blocks) else blocks[-n:]
     return [p for b in chosen for p in b]
-
-
-@torch.no_grad()
-def embed(encoder: PretrainedEncoder, arrays: dict[str, np.ndarray], *, batch_size: int = EMBED_BATCH,
-          progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Frozen outputs of every row, in batches, on the GPU when there is one: float arrays as
-    float16, the pad mask as bool. Callers hand it a chunk at a time (``autofusion.search.features``)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    encoder.to(device).eval()
-    n = len(next(iter(arrays.values())))
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n, batch_size):
-        x = {k: torch.from_numpy(np.array(v[start:start + batch_size])).to(device) for k, v in arrays.items()}
-        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-            out = encoder.outputs(x["x"] if list(x) == ["x"] else x)
-        for k, v in out.items():
-            v = v.cpu()
-            parts.setdefault(k, []).append(v.numpy() if v.dtype == torch.bool else v.float().numpy().astype(np.float16))
-        if progress is not None:
-            progress(min(batch_size, n - start))
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def embed_chunk() -> int:
-    """Distinct cells per chunk written to the feature cache: what an interrupted run redoes at most."""
-    return MAX_EMBED_BATCH if torch.cuda.is_available() else 8 * EMBED_BATCH
-
-
-def batch_for_memory(free_bytes: float, row_bytes: float) -> int:
-    """Rows per batch when a row takes ``row_bytes`` of a GPU with ``free_bytes`` free: a
-    multiple of :data:`EMBED_BATCH` filling :data:`GPU_MEMORY_SHARE` of it, at most
-    :data:`MAX_EMBED_BATCH`."""
-    fit = int(GPU_MEMORY_SHARE * free_bytes / max(row_bytes, 1.0)) // EMBED_BATCH * EMBED_BATCH
-    return max(EMBED_BATCH, min(MAX_EMBED_BATCH, fit))
-
-
-@torch.no_grad()
-def embed_batch_size(encoder: PretrainedEncoder, arrays: dict[str, np.ndarray]) -> int:
-    """:data:`EMBED_BATCH` on a CPU; on a GPU, from its free memory and what a first batch of
-    :data:`EMBED_BATCH` rows took there (activations grow with the batch, the weights do not)."""
-    if not torch.cuda.is_available():
-        return EMBED_BATCH
-    device = torch.device("cuda")
-    encoder.to(device).eval()
-    n = min(EMBED_BATCH, len(next(iter(arrays.values()))))
-    if n == 0:
-        return EMBED_BATCH
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    embed(encoder, {k: v[:n] for k, v in arrays.items()}, batch_size=n)
-    torch.cuda.synchronize(device)
-    row = (torch.cuda.max_memory_allocated(device) - before) / n
-    free, _ = torch.cuda.mem_get_info(device)
-    return batch_for_memory(free, row)
 
 
 def decode_cells(cells: Sequence[Any], decode: Callable[[Any], np.ndarray], empty: np.ndarray) -> np.ndarray:
