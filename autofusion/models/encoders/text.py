@@ -247,6 +247,14 @@ class TextInputs(ModelInputs):
                 "attention_mask": np.pad(arrays["attention_mask"], ((0, 0), (0, extra)))}
 
 
+def trimmed(x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Token ids and attention mask without the columns no text of the batch reaches (cached
+    model inputs are padded to ``max_length``)."""
+    mask = x["attention_mask"].long()
+    cut = max(int(mask.sum(dim=1).max()), 1) if mask.numel() else mask.shape[1]
+    return x["input_ids"][:, :cut].long(), mask[:, :cut]
+
+
 @register_encoder("hf_text", modality="text")
 class HFText(PretrainedEncoder):
     """A pretrained transformers text encoder (BERT, DistilBERT, MiniLM, E5, ...) with its own tokenizer; `model` is a hub name or a local folder (required).
@@ -270,8 +278,8 @@ class HFText(PretrainedEncoder):
         return load_model(extra, load)
 
     def encode(self, x: Any) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
-        mask = x["attention_mask"].long()
-        h = self.backbone(input_ids=x["input_ids"].long(), attention_mask=mask).last_hidden_state
+        ids, mask = trimmed(x)
+        h = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
         return {"pooled": masked_mean(h, mask == 0), "cls": h[:, 0]}, h, mask == 0
 
     def pick(self, out: dict[str, Tensor]) -> Tensor:
@@ -301,12 +309,13 @@ class ClipText(PretrainedEncoder):
     def __init__(self, info: ModalityInfo, *, model: str, max_length: Annotated[int, Ge(8), Le(4096)] = 77,
                  max_tokens: Size = 32) -> None:
         super().__init__(info, max_tokens)
+        self.padded = (info.extra.get("preprocessing") or {}).get("padding") == "max_length"  # SigLIP: as trained
 
     def build_backbone(self, extra: dict, load: bool) -> nn.Module:
         return clip_tower(extra, load, "text")
 
     def encode(self, x: Any) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
-        mask = x["attention_mask"].long()
-        out = self.backbone["tower"](input_ids=x["input_ids"].long(), attention_mask=mask)
+        ids, mask = (x["input_ids"].long(), x["attention_mask"].long()) if self.padded else trimmed(x)
+        out = self.backbone["tower"](input_ids=ids, attention_mask=mask)
         proj = self.backbone["proj"]
         return {"pooled": proj(out.pooler_output)}, proj(out.last_hidden_state), mask == 0
