@@ -142,7 +142,7 @@ def test_the_logged_models_carry_their_served_latency_and_promote_copies_it(kept
     assert set(result.latency) == {result.model_uri, result.final_model_uri}  # the best trial's, the search's
     for model_uri, run_id in ((result.model_uri, result.best.run_id), (result.final_model_uri, result.parent_run_id)):
         lat = result.latency[model_uri]
-        assert 0 < lat.p50_ms <= lat.p95_ms and lat.rows_per_s > 0 and lat.batch == 256
+        assert 0 < lat.p50_ms <= lat.p95_ms and lat.rows_per_s > 0 and 16 <= lat.batch <= 256
         assert c.get_logged_model(logged_model_id(model_uri)).tags["autofusion.latency_p50_ms"] == f"{lat.p50_ms:.2f}"
         assert c.get_run(run_id).data.tags["autofusion.rows_per_s"] == f"{lat.rows_per_s:.1f}"
     p = modelregistry.promote(uri, search=result.parent_run_id, name="served")
