@@ -3,8 +3,9 @@ against the cluster, the store, the weights: search/checks.py), reads and checks
 starts Ray on a thread of its own while the features are built (and stops it there once
 bagging, its last user, is over), opens (or reopens) the search's MLflow run, runs the trials
 and finishes: the best trial on validation, its one test evaluation, its logged model, the
-greedy ensemble of the trials (kept when it beats the best trial), the summary and the report. It times each phase (autofusion/phases.py): the summary
-prints them and the search run logs them.
+greedy ensemble of the trials (kept when it beats the best trial), the summary and the report.
+It times each phase (autofusion/phases.py): the summary prints them and the search run logs
+them.
 
 Nothing imports this module but the CLI (and benchmarks, tests): the records it takes and
 returns are in :mod:`autofusion.search.records`. Ray Tune, torch and MLflow's model code are
