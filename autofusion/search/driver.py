@@ -47,6 +47,7 @@ from autofusion.search.records import (
     SearchResult,
     TrialRecord,
     final_kind,
+    final_uri,
 )
 from autofusion.search.settings import (
     check_losses_fit,
@@ -324,11 +325,11 @@ def _finish(ctx: SearchContext, writer: TrackingWriter, study: Any) -> SearchRes
     ctx.phases.enter("serving")  # the search's model loaded as served: its inputs' importance, its latency
     loaded: dict[str, Any] = {}  # each logged model loaded once, as it is served, for both calls below
     final = final_kind(bagged, ens)
-    final_uri = {"bagged": bagged and bagged.model_uri, "ensemble": ens and ens.model_uri, "best": model_uri}[final]
-    importance = explain.search_importance(ctx.uri, writer, final_uri, ctx.data, s, loaded,
+    final_model = final_uri(bagged, ens, model_uri)
+    importance = explain.search_importance(ctx.uri, writer, final_model, ctx.data, s, loaded,
                                            on_validation=bagged is None)  # a bagged model trained on them
     latency = served_latency.search_latency(ctx.uri, writer, ctx.data, model_uri, best and best.trial_id,
-                                            final_uri, loaded)
+                                            final_model, loaded)
     ctx.phases.enter("logging")
     result = SearchResult(
         parent_run_id=ctx.parent, experiment_id=ctx.experiment_id, experiment=ctx.experiment, tracking_uri=ctx.uri,

@@ -306,9 +306,7 @@ class SearchResult:
     @property
     def final_model_uri(self) -> str | None:
         """The search's model's URI (:func:`final_kind`)."""
-        kind = final_kind(self.bagged, self.ensemble)
-        return {"bagged": self.bagged and self.bagged.model_uri, "ensemble": self.ensemble and self.ensemble.model_uri,
-                "best": self.model_uri}[kind]
+        return final_uri(self.bagged, self.ensemble, self.model_uri)
 
 
 def final_kind(bagged: BaggedResult | None, ensemble: EnsembleResult | None) -> str:
@@ -317,6 +315,12 @@ def final_kind(bagged: BaggedResult | None, ensemble: EnsembleResult | None) -> 
     if bagged is not None and bagged.model_uri:
         return "bagged"
     return "ensemble" if ensemble is not None and ensemble.kept else "best"
+
+
+def final_uri(bagged: BaggedResult | None, ensemble: EnsembleResult | None, best_uri: str | None) -> str | None:
+    """The URI of the search's model (:func:`final_kind`); ``best_uri``: the best trial's."""
+    kind = final_kind(bagged, ensemble)
+    return bagged.model_uri if kind == "bagged" else ensemble.model_uri if kind == "ensemble" else best_uri
 
 
 class SearchInterrupted(Exception):
