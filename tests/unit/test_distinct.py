@@ -174,19 +174,24 @@ def test_a_decode_interrupted_halfway_resumes_and_names_every_row_of_a_bad_file(
 
 
 def test_text_batches_go_longest_first_each_cut_to_its_longest():
-    """A text model's inputs run longest first, each batch no wider than its longest text, and
-    every row exactly once; other inputs (pixels) in their order, whole."""
+    """A text model's inputs run longest first, each batch, as the text encoder runs it, no
+    wider than its longest text, and every row exactly once; other inputs (pixels) in their
+    order, whole."""
+    import torch
+
     from autofusion.models.encoders._embed import batches
+    from autofusion.models.encoders.text import trimmed
 
     lengths = np.array([3, 9, 1, 9, 5, 2, 7])
     mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.int8)
     ids = np.where(mask == 1, 5, 0).astype(np.int32)
     got = list(batches({"input_ids": ids, "attention_mask": mask}, len(lengths), 3))
     assert [list(lengths[sel]) for sel, _ in got] == [[9, 9, 7], [5, 3, 2], [1]]
-    assert [part["input_ids"].shape[1] for _, part in got] == [9, 5, 1]
+    run = [trimmed({k: torch.from_numpy(v) for k, v in part.items()}) for _, part in got]
+    assert [i.shape[1] for i, _ in run] == [9, 5, 1]
     assert sorted(np.concatenate([sel for sel, _ in got])) == list(range(len(lengths)))
-    for sel, part in got:
-        np.testing.assert_array_equal(part["attention_mask"], mask[sel, : part["attention_mask"].shape[1]])
+    for (sel, _), (_, m) in zip(got, run):
+        np.testing.assert_array_equal(m.numpy(), mask[sel, : m.shape[1]])
     pixels = np.zeros((5, 3, 4, 4), np.uint8)
     assert [(list(sel), x.shape) for sel, x in batches(pixels, 5, 2)] == \
         [([0, 1], (2, 3, 4, 4)), ([2, 3], (2, 3, 4, 4)), ([4], (1, 3, 4, 4))]

@@ -1,7 +1,7 @@
 """A pretrained encoder run over many rows: the frozen outputs the feature cache stores
 (:func:`embed`, a chunk of distinct cells at a time), batched by what the device holds, and
 the batches both it and the served model's backbones take (:func:`batches`: texts longest
-first, each batch cut to its own longest, so short texts are not run padded to long ones)."""
+first, so that short texts are not run padded to long ones)."""
 
 from __future__ import annotations
 
@@ -19,17 +19,14 @@ GPU_MEMORY_SHARE = 0.5  # of the GPU's free memory, what one batch may take
 def batches(arrays: Any, n: int, size: int) -> Iterator[tuple[np.ndarray, Any]]:
     """The ``n`` rows of model inputs ``arrays`` (a dict of arrays or tensors, or one) in batches
     of ``size``, as (their row numbers, their inputs): a text model's (token ids and attention
-    mask) longest first, each batch cut to its longest text; any other in order."""
+    mask) longest first, so that a batch's texts are of one length and the text encoders' cut
+    to the longest (``text.trimmed``) drops the rest of the padding; any other in order."""
     mask = arrays.get("attention_mask") if isinstance(arrays, dict) and "input_ids" in arrays else None
-    lengths = np.asarray(mask).sum(axis=1) if mask is not None and mask.ndim == 2 else None
-    order = np.arange(n) if lengths is None else np.argsort(-lengths, kind="stable")
+    order = np.arange(n) if mask is None or mask.ndim != 2 else np.argsort(-np.asarray(mask).sum(axis=1),
+                                                                          kind="stable")
     for start in range(0, n, size):
         sel = order[start:start + size]
-        if lengths is None:
-            yield sel, ({k: v[sel] for k, v in arrays.items()} if isinstance(arrays, dict) else arrays[sel])
-        else:
-            cut = max(int(lengths[sel].max(initial=1)), 1)
-            yield sel, {k: v[sel][:, :cut] if v.ndim == 2 else v[sel] for k, v in arrays.items()}
+        yield sel, ({k: v[sel] for k, v in arrays.items()} if isinstance(arrays, dict) else arrays[sel])
 
 
 @torch.no_grad()
