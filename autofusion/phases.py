@@ -43,14 +43,16 @@ class Phases:
     def __init__(self, started: float | None = None) -> None:
         self.seconds: dict[str, float] = {}
         self.current = "startup"
-        self.started = started if started is not None else time.time()
-        self._since = self.started
+        self.started = started if started is not None else time.time()  # seconds since the epoch
+        # the phases are measured on the monotonic clock: the wall clock can be stepped (NTP,
+        # a virtual machine's clock caught up) and once read a 5 s start-up as 120 s
+        self._since = time.monotonic() - max(time.time() - self.started, 0.0)
 
     def enter(self, name: str) -> None:
         """Ends the current phase and starts ``name`` (time in one phase adds up over visits)."""
         if name not in PHASES:
             raise ValueError(f"unknown phase {name!r}; known: {', '.join(PHASES)}")
-        now = time.time()
+        now = time.monotonic()
         self.seconds[self.current] = self.seconds.get(self.current, 0.0) + max(now - self._since, 0.0)
         self.current, self._since = name, now
 
@@ -67,7 +69,7 @@ class Phases:
     def snapshot(self) -> dict[str, float]:
         """Seconds per phase so far (the current one up to now), in the phases' order."""
         now = {**self.seconds}
-        now[self.current] = now.get(self.current, 0.0) + max(time.time() - self._since, 0.0)
+        now[self.current] = now.get(self.current, 0.0) + max(time.monotonic() - self._since, 0.0)
         return {k: now[k] for k in PHASES if k in now}
 
     def line(self) -> str:

@@ -74,6 +74,9 @@ def _no_auto_bagging_nor_trees():
     with pytest.MonkeyPatch.context() as mp:  # session-wide: module-scoped search fixtures too
         mp.setattr("autofusion.search.bagging.AUTO_ROWS", 0)
         mp.setattr("autofusion.search.settings.TREES", False)
+        # a logged model's served latency: its minimum (5 one-row requests, one batch) rather than
+        # half a second per measurement, two per model; tests/unit/test_latency.py measures it
+        mp.setattr("autofusion.serving.latency.BUDGET_S", 0.0)
         yield
 
 

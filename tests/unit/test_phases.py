@@ -27,6 +27,16 @@ def test_phases_are_consecutive_and_add_up_to_the_time_since_the_start():
     assert sum(seconds.values()) == pytest.approx(time.time() - start, abs=0.01)
 
 
+def test_a_stepped_wall_clock_does_not_move_the_phases(monkeypatch):
+    """The wall clock jumps two minutes forward during the start-up (NTP, a virtual machine
+    catching up): the phases, on the monotonic clock, still say what elapsed."""
+    p = Phases(time.time() - 1.0)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 120.0)
+    p.enter("data")
+    assert 1.0 <= p.snapshot()["startup"] < 2.0
+
+
 def test_marking_a_phase_without_a_search_being_timed_does_nothing():
     with phases.during("decode"):  # autofusion data inspect: no search
         pass
