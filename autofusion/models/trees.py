@@ -9,7 +9,13 @@ Each input becomes a block of columns:
 - an input with a fitted feature extractor that gives one array (TF-IDF of a text column,
   pixel statistics of an image, MFCC statistics of a clip): its features, reduced to
   ``MAX_COLUMNS`` components by a truncated SVD fitted on the training rows when wider (a
-  40,000-column TF-IDF becomes 64 columns of its main directions).
+  40,000-column TF-IDF becomes 64 columns of its main directions);
+- an input a frozen pretrained encoder has embedded (the search's feature cache: MiniLM of a
+  text field, EfficientNet of a photo): its pooled embedding, each row scaled to unit length
+  (sentence embeddings are compared by angle), beside the input's classical block. On imdb a
+  logistic regression over the fields and TF-IDF scored 0.817 test ROC-AUC, 0.848 with each
+  text field's MiniLM embedding added (ten validation splits). Serving runs the encoder's
+  backbone, saved with the member (``autofusion.serving.trees``).
 
 The linear member (``models.linear``) reads the same blocks unreduced (``linear=True``): the
 numbers with missing ones at 0 beside their indicators, each category one column, every block
@@ -49,6 +55,8 @@ class Block:
             missing indicators, then ``categories`` category ids).
         categories: tabular only: the category-id columns ending its array.
         width: its columns in the feature row (after any reduction), set when fitted.
+        output: the extractor's array it reads: ``x``, or ``pooled``, a frozen pretrained
+            encoder's embedding (``key`` is then that encoder's frozen-outputs key).
     """
 
     input: str
@@ -56,10 +64,26 @@ class Block:
     numeric: int = 0
     categories: int = 0
     width: int = 0
+    output: str = "x"
+
+    @property
+    def embedding(self) -> bool:
+        """Whether it reads a pretrained encoder's pooled embedding."""
+        return self.output != "x"
+
+    @property
+    def id(self) -> str:
+        """Its name in the feature layout: the input's, or the input's and the encoder's for an
+        embedding (an input may have both blocks)."""
+        return f"{self.input}|{self.key}" if self.embedding else self.input
 
     def columns(self, x: Any) -> Any:
         """This block's columns before any reduction, from the input's array (the tabular
-        modality's array, or the extractor's ``x``: dense or sparse)."""
+        modality's array, the extractor's ``x``: dense or sparse, or an embedding: each row
+        scaled to unit length)."""
+        if self.embedding:
+            x = np.asarray(x, dtype=np.float32)
+            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         if self.key is not None:
             return x
         x = np.asarray(x, dtype=np.float32)
@@ -73,14 +97,14 @@ class TreeFeatures:
     """The blocks of the feature row and the SVD components of the reduced ones."""
 
     blocks: list[Block]
-    components: dict[str, np.ndarray] = field(default_factory=dict)  # input -> [MAX_COLUMNS, columns]
+    components: dict[str, np.ndarray] = field(default_factory=dict)  # block id -> [MAX_COLUMNS, columns]
     linear: bool = False  # the linear member's layout: unreduced, one-hot categories, scaled blocks
-    widths: dict[str, list[int]] = field(default_factory=dict)  # linear: input -> each category's columns
-    scales: dict[str, float] = field(default_factory=dict)  # linear: input -> its block's factor
+    widths: dict[str, list[int]] = field(default_factory=dict)  # linear: block id -> each category's columns
+    scales: dict[str, float] = field(default_factory=dict)  # linear: block id -> its block's factor
 
     def fit(self, columns: dict[str, Any], seed: int = 0) -> None:
         """Fits the SVD of every extractor block wider than ``MAX_COLUMNS`` on the training
-        rows' ``columns`` (by input), and records each block's width (the linear layout: each
+        rows' ``columns`` (by block id), and records each block's width (the linear layout: each
         category's columns and each block's scale)."""
         from sklearn.decomposition import TruncatedSVD
 
@@ -88,21 +112,21 @@ class TreeFeatures:
             self._fit_linear(columns)
             return
         for b in self.blocks:
-            x = columns[b.input]
+            x = columns[b.id]
             if b.key is not None and x.shape[1] > MAX_COLUMNS and x.shape[0] > MAX_COLUMNS:
                 svd = TruncatedSVD(n_components=MAX_COLUMNS, random_state=seed).fit(x)
-                self.components[b.input] = svd.components_.astype(np.float32)
-            b.width = MAX_COLUMNS if b.input in self.components else int(x.shape[1])
+                self.components[b.id] = svd.components_.astype(np.float32)
+            b.width = MAX_COLUMNS if b.id in self.components else int(x.shape[1])
 
     def _fit_linear(self, columns: dict[str, Any]) -> None:
         for b in self.blocks:
-            x = columns[b.input]
+            x = columns[b.id]
             if b.key is None:  # category ids seen in training: 0 missing, 1 unknown, then the known ones
                 ids = np.nan_to_num(np.asarray(x[:, b.numeric:], dtype=np.float64), nan=0.0)
-                self.widths[b.input] = [max(int(ids[:, j].max(initial=1)) + 1, 2) for j in range(b.categories)]
+                self.widths[b.id] = [max(int(ids[:, j].max(initial=1)) + 1, 2) for j in range(b.categories)]
             block = self._linear_block(b, x)
             norm = float(np.sqrt(np.asarray(block.multiply(block).sum(axis=1))).mean()) if block.shape[0] else 0.0
-            self.scales[b.input] = 1.0 / norm if norm > 0 else 1.0
+            self.scales[b.id] = 1.0 / norm if norm > 0 else 1.0
             b.width = int(block.shape[1])
 
     def _linear_block(self, b: Block, x: Any) -> Any:
@@ -116,7 +140,7 @@ class TreeFeatures:
         missing = np.isnan(num)
         parts = [sp.csr_matrix(np.concatenate([np.where(missing, 0.0, num), missing], axis=1).astype(np.float32))]
         rows = np.arange(len(x))
-        for j, width in enumerate(self.widths[b.input]):
+        for j, width in enumerate(self.widths[b.id]):
             ids = np.nan_to_num(x[:, b.numeric + j], nan=0.0).astype(np.int64)
             ids = np.where((ids >= 0) & (ids < width), ids, 1)  # a category training never saw: unknown
             parts.append(sp.csr_matrix((np.ones(len(x), np.float32), (rows, ids)), shape=(len(x), width)))
@@ -124,15 +148,15 @@ class TreeFeatures:
 
     def matrix(self, columns: dict[str, Any]) -> Any:
         """The feature rows ``[N, F]`` (float32, NaN where a number is missing) from each
-        block's columns (by input); the linear layout's as a sparse matrix."""
-        return self.join([self.block(b, columns[b.input]) for b in self.blocks])
+        block's columns (by block id); the linear layout's as a sparse matrix."""
+        return self.join([self.block(b, columns[b.id]) for b in self.blocks])
 
     def block(self, b: Block, x: Any) -> Any:
         """One block's part of :meth:`matrix` from its columns ``x``."""
         if self.linear:
-            return self._linear_block(b, x) * self.scales[b.input]
-        if b.input in self.components:
-            x = x @ self.components[b.input].T
+            return self._linear_block(b, x) * self.scales[b.id]
+        if b.id in self.components:
+            x = x @ self.components[b.id].T
         return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
 
     def join(self, parts: list[Any]) -> Any:
@@ -194,11 +218,22 @@ class TreeModel:
 
     @property
     def keys(self) -> dict[str, str | None]:
-        """The extractor each input's block reads (None: the modality's own array)."""
-        return {b.input: b.key for b in self.features.blocks}
+        """The extractor each input's classical block reads (None: the modality's own array)."""
+        return {b.input: b.key for b in self.features.blocks if not b.embedding}
+
+    @property
+    def embeddings(self) -> dict[str, str]:
+        """The frozen pretrained encoder whose embedding of an input a block reads (its
+        frozen-outputs key), by input."""
+        return {b.input: str(b.key) for b in self.features.blocks if b.embedding}
+
+    @property
+    def inputs(self) -> list[str]:
+        """Every input a block reads, in the blocks' order."""
+        return list(dict.fromkeys(b.input for b in self.features.blocks))
 
     def outputs(self, columns: dict[str, Any]) -> np.ndarray:
-        """Outputs of the blocks' columns (by input), as :meth:`predict` gives them."""
+        """Outputs of the blocks' columns (by block id), as :meth:`predict` gives them."""
         return self.predict(self.features.matrix(columns))
 
     def predict(self, x: np.ndarray) -> np.ndarray:

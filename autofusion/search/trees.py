@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from autofusion.data.splits import TRAIN
+from autofusion.models.extractors import input_key
 from autofusion.models.linear import LINEAR
 from autofusion.models.trees import KIND, ROW_MODELS
 from autofusion.search.ensemble import VAL_OUTPUTS
@@ -73,14 +74,15 @@ def _add_member(ctx: Any, writer: Any, res: Any) -> TrialRecord:
     best.model.save(folder)
     np.save(folder / VAL_OUTPUTS, best.val_outputs)
     number = max((r.number for r in ctx.records.values()), default=0) + 1
-    config = tree_config(best.params, ctx.data.meta.input_specs, best.model.keys, kind)
+    config = tree_config(best.params, ctx.data.meta.input_specs, best.model.keys, kind, best.model.embeddings)
     rec = TrialRecord(f"{name}-{ctx.parent}", number, config, status="finished", planned_epochs=1,
                       history=[{**best.val_metrics, "epoch_seconds": best.seconds}], best_epoch=1,
                       best_value=best.val_metrics.get(s.metric), seconds=sum(t["seconds"] for t in res.tried),
                       checkpoint=str(folder), stop_reason="converged", kind=kind)
     tags = {"autofusion.trial_id": rec.trial_id, "autofusion.trial_number": str(number),
             "autofusion.model_kind": kind, "autofusion.config": json.dumps(config, default=str),
-            "autofusion.summary": f"{kind} over {', '.join(best.model.keys)}", "autofusion.planned_epochs": "1"}
+            "autofusion.summary": f"{kind} over {', '.join(best.model.inputs)}{embedded_note(best.model.embeddings)}",
+            "autofusion.planned_epochs": "1"}
     writer.start_trial(rec.trial_id, f"trial-{number:03d}-{kind}", config, tags)
     writer.log_metrics(rec.trial_id, {**best.val_metrics, "rounds": best.rounds, "configs_tried": len(res.tried),
                                       "epoch_seconds": best.seconds}, step=1)
@@ -102,17 +104,26 @@ def tree_threads(rows: int) -> int:
 
 
 def tree_config(params: dict[str, Any], specs: list[Any], keys: dict[str, str | None],
-                kind: str = KIND) -> dict[str, Any]:
+                kind: str = KIND, embeddings: dict[str, str] | None = None) -> dict[str, Any]:
     """A row member's configuration as a trial's flat parameters: ``fusion.type`` and the
     encoder of every modality it reads are its kind (``lightgbm``, ``linear``: so tables show
     what it is; ``-`` for a modality it leaves out), its parameters as ``<kind>.<name>``, and
-    which features each input gave it."""
+    which features each input gave it (``embeddings``: the pretrained encoders whose embedding
+    of an input it reads)."""
+    embeddings = embeddings or {}
     modalities = list(dict.fromkeys(s.modality for s in specs))
-    read = {s.modality for s in specs if s.name in keys}
+    read = {s.modality for s in specs if s.name in keys or s.name in embeddings}
     return {"model.type": kind, "fusion.type": kind,
             **{f"encoder.{m}": kind if m in read else "-" for m in modalities},
             **{f"{kind}.{k}": v for k, v in params.items() if k != "model"},
-            **{f"{kind}.input.{name}": key or "fields" for name, key in keys.items()}}
+            **{f"{kind}.input.{name}": key or "fields" for name, key in keys.items()},
+            **{f"{kind}.embedding.{name}": input_key(key) for name, key in embeddings.items()}}
+
+
+def embedded_note(embeddings: dict[str, str]) -> str:
+    """`` (+ hf_text embeddings)``: the pretrained encoders a row member reads the embeddings of."""
+    names = sorted({input_key(key).rsplit("-", 1)[0] for key in embeddings.values()})
+    return f" (+ {', '.join(names)} embeddings)" if names else ""
 
 
 def is_trees(rec: TrialRecord) -> bool:

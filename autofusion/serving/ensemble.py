@@ -38,7 +38,7 @@ from autofusion.serving.pyfunc import (
     save_model_files,
 )
 from autofusion.serving.shared_backbones import share_backbones
-from autofusion.serving.trees import load_tree_member, save_tree_files
+from autofusion.serving.trees import BACKBONES, load_tree_member, save_tree_files
 
 try:
     from mlflow.pyfunc import PythonModel
@@ -99,7 +99,7 @@ class EnsemblePyfunc(PythonModel):
             self.weights.append(float(m["weight"]))
             self.trials.append(int(m["trial"]))
         # one copy of each backbone the members hold in common: run once per request
-        self.shared_backbones = share_backbones(getattr(m, "model") for m in self.members if hasattr(m, "model"))
+        self.shared_backbones = share_backbones(m.model for m in self.members if getattr(m, "model", None) is not None)
 
     def outputs(self, df: pd.DataFrame, cache: dict[Any, Any] | None = None,
                 perturb: Perturbation | None = None) -> np.ndarray:
@@ -124,7 +124,7 @@ def log_ensemble_model(uri: str, run_id: str, members: list[Member], data: Any, 
             folder.mkdir(parents=True)
             kind = m.model.kind if isinstance(m.model, TreeModel) else "fusion"
             if kind in ROW_MODELS:
-                save_tree_files(folder, m.model, data)
+                save_tree_files(folder, m.model, data, backbones=t / "members" / BACKBONES)  # one copy for all
             else:
                 save_model_files(folder, m.model, m.trial_config, data)
             entries.append({"kind": kind, "folder": folder.name, "trial": m.trial, "run_id": m.run_id,

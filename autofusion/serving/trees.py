@@ -2,24 +2,48 @@
 through the same modality code and fitted extractors (``serving.inputs``), then the trees'
 feature row (``models.trees``) and the booster. Logged alone when it is the search's best
 trial, or as a member of the ensemble pyfunc (kind ``lightgbm``). The linear member
-(``models.linear``) is served by the same code: its model is a ``TreeModel`` too."""
+(``models.linear``) is served by the same code: its model is a ``TreeModel`` too.
+
+A block that reads a frozen pretrained encoder's embedding needs that encoder's backbone: it
+is saved with the member (``backbones/<key>/``: the encoder's name and parameters, its
+weights), once per ensemble however many members read it, and loaded as a light module
+(:class:`Backbones`) that ``serving.shared_backbones`` treats like a neural member's, so an
+ensemble holds one copy and runs it once per request for all its members."""
 
 from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from autofusion.data.prepare import DataMeta
-from autofusion.models.extractors import load_extractor
+from autofusion.models import ENCODERS
+from autofusion.models.extractors import input_key, load_extractor
 from autofusion.models.trees import TreeModel
 from autofusion.serving.inputs import model_inputs
 from autofusion.serving.perturb import pass_cache
 from autofusion.serving.pyfunc import PythonModel, log_pyfunc, output_frame
+from autofusion.serving.shared_backbones import backbone_outputs
+
+BACKBONES = "backbones"  # the folder of the encoders the embedding blocks read
+
+
+class Backbones(nn.Module):
+    """The pretrained encoders a row member's embedding blocks read, with their backbones:
+    shaped like a neural model for ``serving.shared_backbones`` (``encoders``, ``encoder_of``
+    and ``feature_keys`` by input: the model-input key each encoder reads)."""
+
+    def __init__(self, encoders: dict[str, nn.Module], encoder_of: dict[str, str], keys: dict[str, str]) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(encoders)
+        self.encoder_of = dict(encoder_of)
+        self.feature_keys = dict(keys)
 
 
 class TreePyfunc(PythonModel):
@@ -29,28 +53,26 @@ class TreePyfunc(PythonModel):
         self.meta = DataMeta.from_json(json.loads(Path(context.artifacts["meta"]).read_text()))
         self.trees = TreeModel.load(Path(context.artifacts["trees"]))
         folder = Path(context.artifacts["extractors"])
-        self.extractors = {k: load_extractor(folder / k) for k in set(self.trees.keys.values()) if k is not None}
+        self.extractors = {k: load_extractor(folder / k) for k in extractor_keys(self.trees)}
+        self.model = load_backbones(Path(context.artifacts.get(BACKBONES) or folder.parent / BACKBONES),
+                                    self.trees, self.meta) if self.trees.embeddings else None
 
     def outputs(self, df: pd.DataFrame, cache: dict[Any, Any] | None = None, perturb: Any = None) -> np.ndarray:
         """Class probabilities, or regression outputs, ``[rows, outputs]``. An importance pass
         (``perturb``) changes the request's cells (a removed input is blank: missing fields,
         an empty text): the inputs it changes are read anew, empty cells allowed; the others
         come from the request's ``cache``, shared with the other members."""
-        keys = self.trees.keys
-        fresh = frozenset() if perturb is None else perturb.changed(self.meta, keys)
-        inputs, _ = model_inputs(df, self.meta, {k: v for k, v in keys.items() if k not in fresh}, self.extractors,
-                                 cache)
-        if fresh:  # read from the changed cells, into the pass's own cache
-            inputs.update(model_inputs(perturb.frame(df), self.meta, {k: keys[k] for k in fresh}, self.extractors,
-                                       pass_cache(cache, perturb), fresh)[0])
+        fresh = frozenset() if perturb is None else perturb.changed(self.meta, self.trees.inputs)
+        arrays = {b.id: inputs for b, inputs in zip(self.trees.features.blocks, self._block_inputs(df, cache, perturb,
+                                                                                                  fresh))}
         features, parts = self.trees.features, []
         for b in features.blocks:
-            key = ("trees block", id(self), b.input)  # a block the pass leaves alone: made once per request
+            key = ("trees block", id(self), b.id)  # a block the pass leaves alone: made once per request
             shared = cache is not None and b.input not in fresh
             if shared and key in cache:
                 parts.append(cache[key])
                 continue
-            part = features.block(b, b.columns(_array(inputs[b.input])))
+            part = features.block(b, b.columns(_array(arrays[b.id])))
             if shared:
                 cache[key] = part
             parts.append(part)
@@ -61,9 +83,92 @@ class TreePyfunc(PythonModel):
 
         return softmax(out, axis=1)
 
+    def _block_inputs(self, df: pd.DataFrame, cache: dict[Any, Any] | None, perturb: Any,
+                      fresh: frozenset[str]) -> list[Any]:
+        """Each block's input arrays, in the blocks' order: the classical ones from the
+        fitted extractors, the embeddings from the backbones (from ``cache`` when another
+        member or an earlier pass ran them)."""
+        classical = self._read(df, self.trees.keys, cache, perturb, fresh)
+        embedded = {}
+        if self.model is not None:
+            keys = self.model.feature_keys
+            inputs = self._read(df, keys, cache, perturb, fresh)
+            for name, x in inputs.items():
+                enc = self.model.encoders[self.model.encoder_of[name]]
+                store = pass_cache(cache, perturb) if name in fresh else cache
+                key = ("backbone", id(enc.backbone), name, keys[name])  # as serving.shared_backbones keeps them
+                if store is not None and key in store:
+                    embedded[name] = store[key]
+                    continue
+                embedded[name] = backbone_outputs(enc, x)
+                if store is not None:
+                    store[key] = embedded[name]
+        return [embedded[b.input][b.output] if b.embedding else classical[b.input] for b in self.trees.features.blocks]
+
+    def _read(self, df: pd.DataFrame, keys: dict[str, str | None], cache: dict[Any, Any] | None, perturb: Any,
+              fresh: frozenset[str]) -> dict[str, Any]:
+        """The model inputs of ``keys`` (input -> extractor key): the inputs a pass changes
+        read from its changed cells into the pass's own cache, the others from ``cache``."""
+        inputs, _ = model_inputs(df, self.meta, {k: v for k, v in keys.items() if k not in fresh}, self.extractors,
+                                 cache)
+        changed = {k: v for k, v in keys.items() if k in fresh}
+        if changed:
+            inputs.update(model_inputs(perturb.frame(df), self.meta, changed, self.extractors,
+                                       pass_cache(cache, perturb), fresh)[0])
+        return inputs
+
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         return output_frame(self.outputs(df.reset_index(drop=True)), self.meta)
+
+
+def extractor_keys(model: TreeModel) -> set[str]:
+    """The fitted extractors a member reads raw cells with: its classical blocks', and the
+    model-input extractors (tokenizer, pixels at the model's size) of its embeddings' encoders."""
+    return ({k for k in model.keys.values() if k is not None}
+            | {input_key(k) for k in model.embeddings.values()})
+
+
+def save_backbones(folder: Path, model: TreeModel, data: Any) -> None:
+    """Writes the encoder of each embedding the member reads into ``folder/<key>/`` (its
+    registry name, parameters and weights), unless an earlier member of the same ensemble
+    wrote it already."""
+    import torch
+
+    for key in set(model.embeddings.values()):
+        target = folder / key
+        if (target / "weights.pt").exists():
+            continue
+        frozen = data.extractors[key]  # the FrozenOutputs the search embedded the inputs with
+        info = frozen.base_info
+        encoder = frozen.encoder_cls(replace(info, extra={**info.extra, "backbone": True, "load_weights": True}),
+                                     **frozen.params)
+        name = next(n for n, cls in ENCODERS[frozen.modality].items() if cls is frozen.encoder_cls)
+        target.mkdir(parents=True, exist_ok=True)
+        torch.save(encoder.state_dict(), target / "weights.pt")
+        (target / "encoder.json").write_text(json.dumps({"modality": frozen.modality, "encoder": name,
+                                                         "params": frozen.params}, default=str))
+
+
+def load_backbones(folder: Path, model: TreeModel, meta: DataMeta) -> Backbones:
+    """The encoders :func:`save_backbones` wrote for ``model``'s embeddings, built from their
+    saved configuration without any hub, with their weights."""
+    import torch
+
+    from autofusion.models.build import encoder_info
+
+    encoders: dict[str, nn.Module] = {}
+    names: dict[str, str] = {}
+    for i, key in enumerate(sorted(set(model.embeddings.values()))):
+        spec = json.loads((folder / key / "encoder.json").read_text())
+        cls = ENCODERS[spec["modality"]].get(spec["encoder"])
+        info = encoder_info(meta, spec["modality"], input_key(key))
+        enc = cls(replace(info, extra={**info.extra, "backbone": True, "load_weights": False}), **spec["params"])
+        enc.load_state_dict(torch.load(folder / key / "weights.pt", map_location="cpu", weights_only=True))
+        encoders[f"e{i}"] = enc.eval()
+        names[key] = f"e{i}"
+    return Backbones(encoders, {n: names[k] for n, k in model.embeddings.items()},
+                     {n: input_key(k) for n, k in model.embeddings.items()})
 
 
 def _array(x: Any) -> np.ndarray:
@@ -71,23 +176,32 @@ def _array(x: Any) -> np.ndarray:
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
 
-def save_tree_files(folder: Path, model: TreeModel, data: Any) -> dict[str, str]:
+def save_tree_files(folder: Path, model: TreeModel, data: Any, backbones: Path | None = None) -> dict[str, str]:
     """Writes what :class:`TreePyfunc` loads besides the data's meta: the booster and feature
-    layout (``trees``) and the fitted extractors its blocks read (``extractors``)."""
+    layout (``trees``), the fitted extractors its blocks read (``extractors``) and the
+    encoders of its embeddings (``backbones``: in ``backbones`` when given, a folder the
+    members of an ensemble share)."""
     model.save(folder / "trees")
     (folder / "extractors").mkdir(parents=True, exist_ok=True)
-    for key in {k for k in model.keys.values() if k is not None}:
+    for key in extractor_keys(model):
         data.extractors[key].save(folder / "extractors" / key)
-    return {"trees": str(folder / "trees"), "extractors": str(folder / "extractors")}
+    out = {"trees": str(folder / "trees"), "extractors": str(folder / "extractors")}
+    if model.embeddings:
+        save_backbones(backbones or folder / BACKBONES, model, data)
+        out[BACKBONES] = str(backbones or folder / BACKBONES)
+    return out
 
 
 def load_tree_member(folder: Path, meta_path: str) -> TreePyfunc:
-    """A trees member of an ensemble: the folder :func:`save_tree_files` wrote."""
+    """A trees member of an ensemble: the folder :func:`save_tree_files` wrote (its encoders
+    in its own ``backbones`` folder, or in the one its ensemble's members share beside it)."""
     from autofusion.serving.pyfunc import ArtifactContext
 
     py = TreePyfunc()
+    own = folder / BACKBONES
     py.load_context(ArtifactContext({"meta": meta_path, "trees": str(folder / "trees"),
-                                     "extractors": str(folder / "extractors")}))
+                                     "extractors": str(folder / "extractors"),
+                                     BACKBONES: str(own if own.exists() else folder.parent / BACKBONES)}))
     return py
 
 

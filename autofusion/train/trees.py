@@ -26,6 +26,7 @@ ROUNDS = 2000  # boosting rounds at most; early stopping ends them sooner
 LINEAR_C = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # the linear member's strengths (C), strongest first
 LINEAR_ITERATIONS = 1000  # lbfgs's iterations at most per fit
 STOP_AFTER = 50  # rounds without a better validation loss
+EMBEDDING = "pooled"  # the frozen outputs a row member reads of a pretrained encoder: its pooled vector
 # LightGBM's defaults first (AutoGluon's first tree model), then configurations sampled
 # around them: leaves, learning rate, rows per leaf, feature and row subsampling, L2.
 FIRST = {"num_leaves": 31, "learning_rate": 0.05, "min_data_in_leaf": 20, "feature_fraction": 0.9,
@@ -53,9 +54,10 @@ class TreeSearch:
 
 
 def tree_blocks(data: PreparedData) -> list[Block]:
-    """One block per input the trees can read: the tabular fields, and each input with a
-    fitted extractor that gives a flat array (TF-IDF, pixel or MFCC statistics); text fields
-    one by one, never their joined input."""
+    """The blocks the row members can read: the tabular fields; each input's first fitted
+    extractor that gives a flat array (TF-IDF, pixel or MFCC statistics); and each input's
+    pooled embedding by every frozen pretrained encoder whose outputs the search cached. Text
+    fields one by one, never their joined input."""
     meta = data.meta
     blocks = []
     for spec in trial_inputs(meta.input_specs):
@@ -63,23 +65,27 @@ def tree_blocks(data: PreparedData) -> list[Block]:
             prep = meta.prep["tabular"]
             blocks.append(Block(spec.name, None, numeric=len(prep["numeric"]), categories=len(prep["categorical"])))
             continue
-        for key, ex in data.extractors.items():
-            x = data.features.get(f"{spec.name}|{key}", {}).get("x") if ex.modality == spec.modality else None
-            if x is not None and len(x.shape) == 2 and type(ex).outputs == ("x",):
-                blocks.append(Block(spec.name, key))
-                break
+        mine = [(key, ex, data.features.get(f"{spec.name}|{key}", {})) for key, ex in data.extractors.items()
+                if ex.modality == spec.modality]
+        flat = next((key for key, ex, arrays in mine if type(ex).outputs == ("x",) and "x" in arrays
+                     and len(arrays["x"].shape) == 2), None)
+        if flat is not None:
+            blocks.append(Block(spec.name, flat))
+        blocks += [Block(spec.name, key, output=EMBEDDING) for key, ex, arrays in mine
+                   if EMBEDDING in type(ex).outputs and EMBEDDING in arrays]
     return blocks
 
 
 def block_columns(data: PreparedData, blocks: list[Block], idx: np.ndarray) -> dict[str, Any]:
-    """Each block's columns (before reduction) for the rows ``idx`` of the prepared data."""
+    """Each block's columns (before reduction) for the rows ``idx`` of the prepared data, by block id."""
     out = {}
     for b in blocks:
         if b.key is None:
-            out[b.input] = b.columns(data.arrays[b.input][idx])
-        else:
-            x = data.features[f"{b.input}|{b.key}"]["x"][idx]
-            out[b.input] = x if hasattr(x, "tocsr") else rows({"x": x}, np.arange(len(idx)))["x"]
+            out[b.id] = b.columns(data.arrays[b.input][idx])
+            continue
+        x = data.features[f"{b.input}|{b.key}"][b.output][idx]
+        x = x if hasattr(x, "tocsr") else rows({b.output: x}, np.arange(len(idx)))[b.output]
+        out[b.id] = b.columns(x)
     return out
 
 
