@@ -3,7 +3,8 @@ is a step in one number crossed with a brand, one epoch of a neural trial is far
 LightGBM. The trees member (and the linear one after it) is a child run like any trial, is the search's best trial (tested
 once, its pyfunc logged and serving raw rows) and a member of the logged ensemble; bagging (3
 folds) refits the chosen configurations on the training and validation rows, weighs them on
-out-of-fold outputs, and its model is the search's: tested once, logged, registered."""
+out-of-fold outputs, and its model is the search's: tested once, logged, registered. The space
+also offers a frozen tiny BERT: the row members read its embeddings of the text."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from autofusion import tracking
 from autofusion.models.linear import LINEAR
@@ -21,6 +23,7 @@ from autofusion.search import ensemble
 from autofusion.search.driver import run_search
 from autofusion.search.records import SearchOptions
 from tests.helpers import new_store
+from tests.tiny_models import tiny_bert
 from tests.unit.test_trees import _shop
 
 pytestmark = pytest.mark.slow
@@ -34,6 +37,9 @@ def searched(tmp_path_factory, ray_local, store_template):
     from autofusion.spaces.auto import write_auto_space
 
     space = write_auto_space(manifest, home=root / "home")
+    raw = yaml.safe_load(space.path.read_text())  # a frozen pretrained text encoder too: the row members read its embeddings
+    raw["encoders"]["text"]["choices"]["hf_text"] = {"model": str(tiny_bert(root / "bert")), "max_tokens": 8}
+    space.path.write_text(yaml.safe_dump(raw, sort_keys=False))
     opts = SearchOptions(space=str(space.path), data=str(manifest), num_trials=2, max_epochs=1, concurrency=2,
                          tracking_uri=uri, home=str(root / "home"), quiet=True, sampler="random", bagging="3", trees=True)
     with pytest.MonkeyPatch.context() as mp:  # keep the ensemble whatever it scores: its member is under test
@@ -58,6 +64,16 @@ def test_each_row_member_is_a_trial_of_the_search(searched, kind, folder, params
     tried = json.loads(open(mlflow.artifacts.download_artifacts(run_id=t.run_id, artifact_path=f"{folder}/tuning.json",
                                                                  tracking_uri=uri)).read())
     assert len(tried) >= 1 and max(r["val_f1_macro"] for r in tried) == pytest.approx(t.best_value)
+
+
+def test_the_row_members_read_the_pretrained_embeddings(searched):
+    result, uri, _ = searched
+    reading = [t for t in result.trials if t.kind in ROW_MODELS and t.config.get(f"{t.kind}.inputs", "all") in ("all", "text")]
+    assert {t.config.get("linear.inputs") for t in reading} >= {"all", "text"}
+    for t in reading:  # LightGBM may have picked the fields alone
+        assert t.config[f"{t.kind}.embedding.text"].startswith("hf_text-"), t.config
+        summary = tracking.client(uri).get_run(t.run_id).data.tags["autofusion.summary"]
+        assert summary.endswith("(+ hf_text embeddings)"), summary
 
 
 def test_the_trees_member_wins_and_serves_raw_rows(searched):
