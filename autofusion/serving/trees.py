@@ -29,7 +29,7 @@ from autofusion.models.trees import TreeModel
 from autofusion.serving.inputs import model_inputs
 from autofusion.serving.perturb import pass_cache
 from autofusion.serving.pyfunc import PythonModel, log_pyfunc, output_frame
-from autofusion.serving.shared_backbones import backbone_outputs
+from autofusion.serving.shared_backbones import with_backbone_outputs
 
 BACKBONES = "backbones"  # the folder of the encoders the embedding blocks read
 
@@ -89,20 +89,9 @@ class TreePyfunc(PythonModel):
         fitted extractors, the embeddings from the backbones (from ``cache`` when another
         member or an earlier pass ran them)."""
         classical = self._read(df, self.trees.keys, cache, perturb, fresh)
-        embedded = {}
-        if self.model is not None:
-            keys = self.model.feature_keys
-            inputs = self._read(df, keys, cache, perturb, fresh)
-            for name, x in inputs.items():
-                enc = self.model.encoders[self.model.encoder_of[name]]
-                store = pass_cache(cache, perturb) if name in fresh else cache
-                key = ("backbone", id(enc.backbone), name, keys[name])  # as serving.shared_backbones keeps them
-                if store is not None and key in store:
-                    embedded[name] = store[key]
-                    continue
-                embedded[name] = backbone_outputs(enc, x)
-                if store is not None:
-                    store[key] = embedded[name]
+        embedded = {} if self.model is None else with_backbone_outputs(
+            self.model, self._read(df, self.model.feature_keys, cache, perturb, fresh), cache, fresh,
+            pass_cache(cache, perturb))
         return [embedded[b.input][b.output] if b.embedding else classical[b.input] for b in self.trees.features.blocks]
 
     def _read(self, df: pd.DataFrame, keys: dict[str, str | None], cache: dict[Any, Any] | None, perturb: Any,
