@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 
 __version__ = "0.1.0"
+IMPORTED_AT = time.time()  # when this program first imported autofusion (phases.process_started)
 
 # Quiet, offline-friendly defaults; a user's explicit setting wins.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -99,12 +99,23 @@ def during(name: str) -> contextlib.AbstractContextManager:
     return phases.during(name) if phases is not None else contextlib.nullcontext()
 
 
-def process_started() -> float | None:
-    """When this process started (seconds since the epoch, from Linux's /proc), or None."""
+LAUNCH_S = 5.0  # an interpreter imports its first module sooner than this after its process starts
+
+
+def process_started() -> float:
+    """When this program started (seconds since the epoch): its process's start (Linux's
+    /proc), so that the interpreter's own start counts; but when that came more than
+    ``LAUNCH_S`` before the program imported autofusion, the process ran something else first
+    (a shell runs the last command of ``a && b`` in its own process, and ``exec`` keeps the
+    process's start: the README's first command once read a 5 s start-up as 119 s, pip's
+    install included), and the program counts from that import."""
+    from autofusion import IMPORTED_AT
+
     try:
         after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(after_name[19])  # field 22, starttime, in clock ticks after boot
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+        started = time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
-        return None
+        return IMPORTED_AT
+    return started if IMPORTED_AT - started < LAUNCH_S else IMPORTED_AT

@@ -61,3 +61,15 @@ def test_the_line_names_the_phases_in_words_and_leaves_out_the_instant_ones():
 def test_the_process_start_is_read_from_linux():
     started = process_started()
     assert started is not None and time.time() - 3600 * 24 < started <= time.time()
+
+
+def test_a_process_that_ran_something_else_first_counts_from_its_import(tmp_path):
+    """``bash -c 'sleep 7 && exec python ...'``, as a shell runs the last command of ``a && b``:
+    the process started 7 s before the program did, which counts from its import."""
+    import subprocess
+    import sys
+
+    code = "import time, autofusion.phases as p; print(time.time() - p.process_started())"
+    out = subprocess.run(["bash", "-c", f"sleep {phases.LAUNCH_S + 2} && exec {sys.executable} -c '{code}'"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert 0 <= float(out.stdout) < 5, out.stdout
