@@ -45,7 +45,7 @@ class Phases:
         self.current = "startup"
         self.started = started if started is not None else time.time()  # seconds since the epoch
         # the phases are measured on the monotonic clock: the wall clock can be stepped (NTP,
-        # a virtual machine's clock caught up) and once read a 5 s start-up as 120 s
+        # a virtual machine's clock caught up)
         self._since = time.monotonic() - max(time.time() - self.started, 0.0)
 
     def enter(self, name: str) -> None:
