@@ -23,15 +23,6 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def pytest_collection_modifyitems(items) -> None:
-    """The modules with real searches (marked ``slow``) first. xdist hands modules out in this
-    order (``--no-loadscope-reorder`` in pyproject.toml), and the many quick unit modules then
-    even out the two processes at the end. xdist's own order (most tests first) left the
-    longest modules for last: the fault and resume tests, one to three tests each and a minute or
-    two, with one process running them alone while the other had finished."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto``: two test processes where there are two cores or more (each has its own
     two-CPU Ray), one on a single core."""
