@@ -54,8 +54,8 @@ class TreePyfunc(PythonModel):
         self.trees = TreeModel.load(Path(context.artifacts["trees"]))
         folder = Path(context.artifacts["extractors"])
         self.extractors = {k: load_extractor(folder / k) for k in extractor_keys(self.trees)}
-        self.model = load_backbones(Path(context.artifacts.get(BACKBONES) or folder.parent / BACKBONES),
-                                    self.trees, self.meta) if self.trees.embeddings else None
+        self.model = load_backbones(Path(context.artifacts[BACKBONES]), self.trees, self.meta) \
+            if self.trees.embeddings else None
 
     def outputs(self, df: pd.DataFrame, cache: dict[Any, Any] | None = None, perturb: Any = None) -> np.ndarray:
         """Class probabilities, or regression outputs, ``[rows, outputs]``. An importance pass

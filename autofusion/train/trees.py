@@ -56,7 +56,8 @@ class TreeSearch:
 def tree_blocks(data: PreparedData) -> list[Block]:
     """The blocks the row members can read: the tabular fields; each input's first fitted
     extractor that gives a flat array (TF-IDF, pixel or MFCC statistics); and each input's
-    pooled embedding by every frozen pretrained encoder whose outputs the search cached. Text
+    pooled embedding by the first frozen pretrained encoder whose outputs the search cached
+    (one per input: a member's embeddings and its served backbones are kept by input). Text
     fields one by one, never their joined input."""
     meta = data.meta
     blocks = []
@@ -69,10 +70,10 @@ def tree_blocks(data: PreparedData) -> list[Block]:
                 if ex.modality == spec.modality]
         flat = next((key for key, ex, arrays in mine if type(ex).outputs == ("x",) and "x" in arrays
                      and len(arrays["x"].shape) == 2), None)
-        if flat is not None:
-            blocks.append(Block(spec.name, flat))
-        blocks += [Block(spec.name, key, output=EMBEDDING) for key, ex, arrays in mine
-                   if EMBEDDING in type(ex).outputs and EMBEDDING in arrays]
+        embedded = next((key for key, ex, arrays in mine if EMBEDDING in type(ex).outputs and EMBEDDING in arrays),
+                        None)
+        blocks += [Block(spec.name, flat)] if flat is not None else []
+        blocks += [Block(spec.name, embedded, output=EMBEDDING)] if embedded is not None else []
     return blocks
 
 

@@ -5,6 +5,7 @@ were evaluated. A tiny BERT made here stands in for MiniLM."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -79,6 +80,16 @@ def test_a_text_has_its_tfidf_block_and_its_embedding_block(reviews):
     assert emb.key.startswith("hf_text-") and emb.key.endswith("@frozen") and emb.id != "text"
     cols = block_columns(data, [emb], data.indices(TEST))[emb.id]
     assert cols.shape[1] == 16 and np.allclose(np.linalg.norm(cols, axis=1), 1.0, atol=1e-5)  # unit rows
+
+
+def test_an_input_two_encoders_embedded_has_one_embedding_block(reviews):
+    """A member keeps its embeddings, and serves their backbones, by input: one per input."""
+    _, data, _ = reviews
+    key = next(b.key for b in tree_blocks(data) if b.embedding)
+    other = key.replace("hf_text-", "hf_text2-")  # a second frozen encoder's outputs of the same text
+    twice = dataclasses.replace(data, extractors={**data.extractors, other: data.extractors[key]},
+                                features={**data.features, f"text|{other}": data.features[f"text|{key}"]})
+    assert [(b.input, b.key) for b in tree_blocks(twice) if b.embedding] == [("text", key)]
 
 
 @pytest.mark.parametrize("tune", [lambda d: tune_linear(d, "val_accuracy", "max"),
