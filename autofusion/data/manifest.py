@@ -268,6 +268,8 @@ def _take_named(df: pd.DataFrame, manifest: Path, needed: list[str], modalities:
         if found:
             pick = exact[0] if exact else found[0]
             roles[role], claimed[pick] = [pick], role
+            if role in modalities and _many(role):  # the other text columns join it (a review's body)
+                guessed.append(role)
     return guessed
 
 

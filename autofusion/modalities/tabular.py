@@ -3,7 +3,8 @@ and brands, rooms and areas) read as ONE input of the model.
 
 Which columns, and of which kind, comes from the space (``modalities: tabular: {numeric:
 [...], categorical: [...]}``), ``--columns tabular=price,brand``, or the data: tabular takes
-every column no other role took that holds numbers or few distinct strings (never an id).
+every column no other role took that holds numbers, few distinct strings, or one-token codes
+that repeat across rows (brands, shop codes; never an id).
 Numbers are numeric unless they are a handful of distinct whole numbers (flags, codes) or
 whole numbers in a column named like a code (``zipcode``, ``postal_code``, ``store_id``).
 
@@ -39,6 +40,7 @@ MISSING, UNKNOWN = 0, 1  # category ids; known categories start at 2
 FEW_INTEGERS = 4  # whole-number columns with at most this many distinct values are categorical
 MAX_CATEGORIES = 1000  # distinct strings a column may have to be inferred categorical ...
 CATEGORY_SHARE = 0.2  # ... and at most this share of its non-empty rows
+REPEATED_SHARE = 0.5  # one-token codes past that share are still categories when each repeats on average
 CLIP = 10.0  # standardised numbers are clipped to [-CLIP, CLIP] (an outlier at predict time)
 CODE_NAME = re.compile(r"(^|[_\W])(zip|zipcode|postcode|postal|code|id)($|[_\W])|zip|postcode|code$", re.I)
 
@@ -110,7 +112,20 @@ def column_kind(col: pd.Series, *, strict: bool = True) -> str | None:
     suffixes = _file_suffixes()
     if sum(Path(t).suffix.lower() in suffixes for t in texts) >= 0.5 * len(texts) or any(t.startswith("[") for t in texts):
         return None
-    return "categorical" if len(set(texts)) <= category_limit(len(texts)) else None
+    distinct = len(set(texts))
+    if distinct <= category_limit(len(texts)):
+        return "categorical"
+    return "categorical" if repeated_codes(texts, distinct) else None
+
+
+def repeated_codes(texts: list[str], distinct: int) -> bool:
+    """Many distinct one-token strings that repeat across rows (brands, shop or model codes:
+    ``brand_17``): categories, though too many for :func:`category_limit`. Identifiers (a value
+    per row) do not repeat; names and tag lists hold separators and are text."""
+    from autofusion.modalities.text import SEPARATED_SHARE
+
+    separated = sum(any(ch in t for ch in " ,;|") for t in texts) / len(texts)
+    return separated < SEPARATED_SHARE and distinct <= REPEATED_SHARE * len(texts)
 
 
 def category_limit(rows: int) -> int:

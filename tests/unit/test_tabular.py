@@ -43,6 +43,10 @@ def prep_for(numeric: list[str], categorical: list[str]) -> dict:
     (["img/1.png", "img/2.png", "img/1.png"], None),            # file paths
     (["[0.1, 0.2]", "[0.3, 0.1]", "[0.1, 0.2]"], None),          # sensor readings
     ([None, "", None], None),
+    ([f"brand_{i % 40}" for i in range(100)], "categorical"),  # one-token codes that repeat: categories
+    ([f"sku{i}" for i in range(100)], None),                    # a value per row: an identifier
+    ([f"sku{i // 2}" for i in range(100)], "categorical"),     # each twice
+    ([f"sku{i}" for i in range(60)] + [f"sku{i}" for i in range(30)], None),  # mostly one row each
 ])
 def test_column_kinds(values, kind):
     assert column_kind(pd.Series(values, dtype=object)) == kind

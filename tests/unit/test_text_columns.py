@@ -67,6 +67,21 @@ def test_several_name_matches_are_all_text_when_their_contents_are():
     assert roles == {"text": ["Title", "Description"], "label": ["label"]}
 
 
+def test_a_text_column_taken_by_its_name_leaves_room_for_the_others():
+    """A review table: its ``Title`` has few distinct values (so only its name says it is text),
+    its ``Body`` is named like nothing; both are text, and the brand codes are categories."""
+    rng = np.random.default_rng(0)
+    words = ["great", "poor", "fine", "awful", "lovely", "cheap", "sturdy", "flimsy"]
+    df = pd.DataFrame({"Title": [f"{words[i % 8]} shoes" for i in range(200)],
+                       "Body": ["" if i % 13 == 0 else " ".join(rng.choice(words, 7)) for i in range(200)],
+                       "Brand": [f"brand_{rng.integers(80)}" for _ in range(200)],
+                       "Rating": [1 + i % 5 for i in range(200)]})
+    roles = resolve_columns(df, Path("m.csv"), ["text", "tabular"], flag={"label": ["Rating"]})
+    assert roles == {"text": ["Title", "Body"], "tabular": ["Brand"], "label": ["Rating"]}
+    given = resolve_columns(df, Path("m.csv"), ["text", "tabular"], flag={"label": ["Rating"], "text": ["Title"]})
+    assert given["text"] == ["Title"]  # what --columns names is all that role takes
+
+
 @pytest.mark.parametrize("values, text", [
     ([f"{FIRST[i % 12]} {LAST[i % 10]}" for i in range(60)], True),      # names: many distinct, with a space
     ([["drama", "comedy", "horror"][i % 3] for i in range(60)], False),   # few values: categories
