@@ -42,6 +42,7 @@ MAX_CATEGORIES = 1000  # distinct strings a column may have to be inferred categ
 CATEGORY_SHARE = 0.2  # ... and at most this share of its non-empty rows
 REPEATED_SHARE = 0.5  # one-token codes past that share are still categories when each repeats on average
 CLIP = 10.0  # standardised numbers are clipped to [-CLIP, CLIP] (an outlier at predict time)
+DATE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]|$)")  # 2021-03-04, 04/03/2021, ... (not codes)
 CODE_NAME = re.compile(r"(^|[_\W])(zip|zipcode|postcode|postal|code|id)($|[_\W])|zip|postcode|code$", re.I)
 
 
@@ -125,7 +126,8 @@ def repeated_codes(texts: list[str], distinct: int) -> bool:
     from autofusion.modalities.text import SEPARATED_SHARE
 
     separated = sum(any(ch in t for ch in " ,;|") for t in texts) / len(texts)
-    return separated < SEPARATED_SHARE and distinct <= REPEATED_SHARE * len(texts)
+    dates = sum(bool(DATE.match(t)) for t in texts) / len(texts)
+    return separated < SEPARATED_SHARE and dates < 0.5 and distinct <= REPEATED_SHARE * len(texts)
 
 
 def category_limit(rows: int) -> int:

@@ -47,6 +47,7 @@ def prep_for(numeric: list[str], categorical: list[str]) -> dict:
     ([f"sku{i}" for i in range(100)], None),                    # a value per row: an identifier
     ([f"sku{i // 2}" for i in range(100)], "categorical"),     # each twice
     ([f"sku{i}" for i in range(60)] + [f"sku{i}" for i in range(30)], None),  # mostly one row each
+    ([f"2021-03-{1 + i % 28:02d}" for i in range(100)], None),  # dates are not codes
 ])
 def test_column_kinds(values, kind):
     assert column_kind(pd.Series(values, dtype=object)) == kind
