@@ -2,7 +2,9 @@
 
 Each member is saved the way a single model is (:func:`autofusion.serving.pyfunc.save_model_files`:
 its whole model's weights, trial config and fitted feature extractors) in a folder of its own
-under ``members/``; the data's meta (preprocessing, labels) is shared, and ``ensemble.json``
+under ``members/``, except that the pretrained backbones are written once per distinct one in
+``members/backbone_weights/`` (a frozen MiniLM held by five members, or by a bagged model's
+folds, is one file); the data's meta (preprocessing, labels) is shared, and ``ensemble.json``
 holds each member's kind, trial, run and weight. Loading rebuilds every member with its kind's
 loader (:data:`MEMBER_KINDS`); predicting averages their probabilities (or regression
 outputs) with the weights greedy selection gave them (``autofusion.search.ensemble``), so the
@@ -31,13 +33,14 @@ from autofusion.data.prepare import DataMeta
 from autofusion.models.trees import ROW_MODELS, TreeModel
 from autofusion.serving.perturb import Perturbation
 from autofusion.serving.pyfunc import (
+    BACKBONE_WEIGHTS,
     ArtifactContext,
     FusionPyfunc,
     log_pyfunc,
     output_frame,
     save_model_files,
 )
-from autofusion.serving.shared_backbones import share_backbones
+from autofusion.serving.shared_backbones import SHARED_WEIGHTS, BackboneFiles, share_backbones
 from autofusion.serving.trees import BACKBONES, load_tree_member, save_tree_files
 
 try:
@@ -67,11 +70,14 @@ class ServedMember(Protocol):
 
 
 def load_fusion_member(folder: Path, meta_path: str) -> FusionPyfunc:
-    """A neural member: the folder :func:`save_model_files` wrote, loaded as a single model is."""
+    """A neural member: the folder :func:`save_model_files` wrote, loaded as a single model is
+    (its backbones from the ensemble's ``backbone_weights`` beside it)."""
+    artifacts = {"meta": meta_path, "weights": str(folder / "weights.pt"),
+                 "trial_config": str(folder / "trial_config.json"), "extractors": str(folder / "extractors")}
+    if (folder / SHARED_WEIGHTS).is_file():
+        artifacts.update({SHARED_WEIGHTS: str(folder / SHARED_WEIGHTS), BACKBONE_WEIGHTS: str(folder.parent / BACKBONE_WEIGHTS)})
     py = FusionPyfunc()
-    py.load_context(ArtifactContext({"meta": meta_path, "weights": str(folder / "weights.pt"),
-                                     "trial_config": str(folder / "trial_config.json"),
-                                     "extractors": str(folder / "extractors")}))
+    py.load_context(ArtifactContext(artifacts))
     return py
 
 
@@ -119,6 +125,7 @@ def log_ensemble_model(uri: str, run_id: str, members: list[Member], data: Any, 
         t = Path(tmp)
         (t / "meta.json").write_text(json.dumps(data.meta.to_json()))
         entries = []
+        files = BackboneFiles(t / "members" / BACKBONE_WEIGHTS)  # each distinct backbone once
         for i, m in enumerate(members):
             folder = t / "members" / f"member_{i}"
             folder.mkdir(parents=True)
@@ -126,7 +133,7 @@ def log_ensemble_model(uri: str, run_id: str, members: list[Member], data: Any, 
             if kind in ROW_MODELS:
                 save_tree_files(folder, m.model, data, backbones=t / "members" / BACKBONES)  # one copy for all
             else:
-                save_model_files(folder, m.model, m.trial_config, data)
+                save_model_files(folder, m.model, m.trial_config, data, files)
             entries.append({"kind": kind, "folder": folder.name, "trial": m.trial, "run_id": m.run_id,
                             "weight": m.weight})
         (t / "ensemble.json").write_text(json.dumps({"members": entries}, indent=1))

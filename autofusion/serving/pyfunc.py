@@ -33,10 +33,17 @@ from autofusion.models.extractors import load_extractor
 from autofusion.serving.encoded import encoded, reading_features
 from autofusion.serving.inputs import missing, model_inputs
 from autofusion.serving.perturb import Perturbation, pass_cache, take
-from autofusion.serving.shared_backbones import with_backbone_outputs
+from autofusion.serving.shared_backbones import (
+    SHARED_WEIGHTS,
+    BackboneFiles,
+    joined_backbones,
+    split_backbones,
+    with_backbone_outputs,
+)
 from autofusion.trial import TrialConfig
 
 FORWARD_BATCH = 256  # rows per forward pass of the model (its backbones run in smaller batches)
+BACKBONE_WEIGHTS = "backbone_weights"  # an ensemble's folder of its neural members' backbones
 
 try:
     from mlflow.pyfunc import PythonModel
@@ -55,7 +62,11 @@ class FusionPyfunc(PythonModel):
         # Whole (every pretrained backbone in it), built from the saved configs: the weights,
         # pretrained ones included, are all in the state dict; nothing is read from a hub.
         self.model = build_model(self.tc, self.meta, layout="whole", pretrained=False)
-        self.model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
+        state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
+        if SHARED_WEIGHTS in context.artifacts:  # an ensemble's member: its backbones in the ensemble's files
+            where = json.loads(Path(context.artifacts[SHARED_WEIGHTS]).read_text())
+            state = joined_backbones(state, where, Path(context.artifacts[BACKBONE_WEIGHTS]))
+        self.model.load_state_dict(state)
         self.model.eval()
         folder = Path(context.artifacts["extractors"]) if "extractors" in context.artifacts else None
         keys = {k for k in self.model.feature_keys.values() if k is not None}
@@ -158,15 +169,20 @@ def signature(data: Any, example: pd.DataFrame, predicted: pd.DataFrame) -> Any:
     return sig
 
 
-def save_model_files(folder: Path, model: Any, tc: Any, data: Any) -> dict[str, str]:
+def save_model_files(folder: Path, model: Any, tc: Any, data: Any, files: BackboneFiles | None = None) -> dict[str, str]:
     """Writes what :class:`FusionPyfunc` loads besides the data's meta into ``folder``: the
     whole model's weights, its trial config and its fitted feature extractors; returns them
     as MLflow artifacts (``weights``, ``trial_config``, ``extractors``). An ensemble's members
-    are saved this way too, one folder each."""
+    are saved this way too, one folder each, their pretrained backbones in the ensemble's
+    ``files`` (one file per distinct backbone, ``shared_weights.json`` says which)."""
     import torch
 
     model = whole_model(model, tc, data.meta)
-    torch.save(model.state_dict(), folder / "weights.pt")
+    state = model.state_dict()
+    if files is not None:
+        state, where = split_backbones(model, state, files)
+        (folder / SHARED_WEIGHTS).write_text(json.dumps(where))
+    torch.save(state, folder / "weights.pt")
     (folder / "trial_config.json").write_text(json.dumps(asdict(tc), default=str))
     (folder / "extractors").mkdir()
     for key in {k for k in model.feature_keys.values() if k is not None}:  # fitted TF-IDF vocabularies, ...

@@ -18,6 +18,7 @@ preprocessing. So:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -104,3 +105,52 @@ def backbone_outputs(enc: PretrainedEncoder, x: Any, batch: int | None = None) -
         done.append(sel)
     back = torch.from_numpy(np.argsort(np.concatenate(done))) if done else torch.arange(0)
     return {k: torch.cat(v)[back] for k, v in parts.items()}
+
+
+# --- one file per distinct backbone in a saved ensemble ------------------------------------
+
+SHARED_WEIGHTS = "shared_weights.json"  # a member's module path -> the backbone file it reads
+
+
+class BackboneFiles:
+    """The backbones an ensemble's neural members hold, saved once each in ``folder``
+    (``<n>.pt``): the frozen backbone of a search's members (or of a bagged model's folds) is
+    the same pretrained weights in every one of them, 87 MB for MiniLM-L6."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.saved: list[tuple[str, dict[str, torch.Tensor]]] = []
+
+    def put(self, state: dict[str, torch.Tensor]) -> str:
+        """The file holding ``state`` (written now unless an equal one was)."""
+        for name, kept in self.saved:
+            if kept.keys() == state.keys() and all(kept[k].shape == v.shape and torch.equal(kept[k], v)
+                                                   for k, v in state.items()):
+                return name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{len(self.saved)}.pt"
+        torch.save(state, self.folder / name)
+        self.saved.append((name, state))
+        return name
+
+
+def split_backbones(model: nn.Module, state: dict[str, torch.Tensor],
+                    files: BackboneFiles) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``state`` (the model's) without its pretrained backbones' weights, each put in ``files``;
+    and the module path of each backbone -> its file name."""
+    paths = {id(m): name for name, m in model.named_modules()}
+    rest, where = dict(state), {}
+    for enc in pretrained_encoders(model).values():
+        path = paths[id(enc.backbone)]
+        part = {k[len(path) + 1:]: rest.pop(k) for k in list(rest) if k.startswith(path + ".")}
+        where[path] = files.put(part)
+    return rest, where
+
+
+def joined_backbones(state: dict[str, torch.Tensor], where: dict[str, str], folder: Path) -> dict[str, torch.Tensor]:
+    """``state`` with the backbones :func:`split_backbones` took out read back from ``folder``."""
+    out = dict(state)
+    for path, name in where.items():
+        part = torch.load(folder / name, map_location="cpu", weights_only=True)
+        out.update({f"{path}.{k}": v for k, v in part.items()})
+    return out

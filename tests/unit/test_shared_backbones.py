@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -113,6 +114,23 @@ def test_two_members_sharing_backbones_run_each_once_per_batch(setup, monkeypatc
             expected = expected + m.weight * torch.softmax(m.model(inputs, present), dim=-1).numpy()
     probs = pred[[f"prob_{c}" for c in data.meta.classes]].to_numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_each_distinct_backbone_is_saved_once(setup, tmp_path):
+    """Two members holding the same frozen BERT and ViT: two backbone files, and neither
+    member's own weights hold a backbone; a member whose BERT was tuned adds its own file."""
+    from autofusion.serving.pyfunc import BACKBONE_WEIGHTS
+
+    for tune_one, files in ((False, 2), (True, 3)):
+        ensemble, members = _logged(setup, tune_one=tune_one)
+        root = Path(mlflow.artifacts.download_artifacts(ensemble.metadata.get_model_info().model_uri,
+                                                        dst_path=str(tmp_path / str(tune_one))))
+        folder = next(root.rglob(BACKBONE_WEIGHTS))
+        assert sorted(p.name for p in folder.iterdir()) == [f"{i}.pt" for i in range(files)]
+        for member in ("member_0", "member_1"):
+            own = torch.load(folder.parent / member / "weights.pt", weights_only=True)
+            assert not [k for k in own if ".backbone." in k]
+            assert len(own) < len(members[0].model.state_dict())
 
 
 def test_a_fine_tuned_backbone_is_not_shared(setup):
