@@ -29,7 +29,7 @@ from autofusion.data.rows import make_inputs
 from autofusion.errors import ConfigError, DataError
 from autofusion.home import autofusion_home, spaces_dir
 from autofusion.modalities import MODALITIES
-from autofusion.modalities.tabular import column_kind
+from autofusion.modalities.tabular import column_kind, is_code
 from autofusion.models import FUSIONS
 from autofusion.spaces.load import SPACES_DIR, Space, load_space, merge_space
 from autofusion.spaces.pretrained import offer
@@ -109,6 +109,7 @@ def find_modalities(manifest: str | Path, columns: dict[str, list[str]] | None =
         y = np.log(y) if log_target(y) else y  # learned on the log scale then (data.labels.target_scale)
         std = float(np.std(y)) if len(ok) > 1 else 1.0
     kinds = {c: str(column_kind(df[c], strict=False)) for c in roles.get("tabular", [])}
+    kinds.update({c: "categorical" for c, k in kinds.items() if k == "numeric" and is_code(df[c])})  # as a trial reads it
     return Found(path, roles, modalities, len(make_inputs(roles, modalities)), target,
                  float(f"{std:.2g}") if std > 0 else 1.0, kinds, asked)
 

@@ -21,6 +21,7 @@ from autofusion.spaces.auto import (
     auto_space_text,
     data_name,
     find_modalities,
+    header,
     write_auto_space,
 )
 from autofusion.spaces.load import SPACES_DIR, builtin_tasks, load_space, merge_space
@@ -51,6 +52,18 @@ def test_modalities_found_in_an_image_text_price_manifest(tmp_path):
     assert found.roles == {"image": ["photo"], "text": ["description"], "tabular": ["brand", "weight"],
                            "label": ["price"]}  # sku is an id: never a feature
     assert (found.target, found.inputs, found.kinds) == ("regression", 3, {"brand": "categorical", "weight": "numeric"})
+
+
+def test_the_header_names_a_code_column_as_the_trials_read_it(tmp_path):
+    """Whole numbers in a column named like a code are categories in the trials
+    (tabular.is_code), so the assembled space's header says so too."""
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"Clothing ID": [i % 30 for i in range(90)], "Age": [20 + i % 50 for i in range(90)],
+                  "Review": [f"a soft dress that fits well {i}" for i in range(90)],
+                  "label": [i % 2 for i in range(90)]}).to_csv(path, index=False)
+    found = find_modalities(path)
+    assert found.kinds == {"Clothing ID": "categorical", "Age": "numeric"}
+    assert "tabular categorical (inferred): Clothing ID" in header(found)
 
 
 def test_the_assembled_space_is_each_modalitys_part_over_the_shared_one(tmp_path):
