@@ -75,7 +75,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         if fmt == "parquet":
             df = pd.read_parquet(path)
         elif fmt in ("csv", "tsv"):
-            df = pd.read_csv(io.StringIO(text), sep="\t" if fmt == "tsv" else ",",
+            sep = "\t" if fmt == "tsv" else separator(text)
+            df = pd.read_csv(io.StringIO(text), sep=sep, decimal="," if sep == ";" else ".",
                              keep_default_na=True, dtype_backend="numpy_nullable")
         else:
             df = pd.read_json(io.StringIO(text), lines=fmt == "jsonl", dtype=False)
@@ -91,6 +92,16 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     if dup:
         raise DataError(f"manifest {str(path)!r}: column names must be unique, but {', '.join(map(repr, dup))} repeat")
     return df.reset_index(drop=True)
+
+
+def separator(text: str) -> str:
+    """A CSV's field separator: ``,`` unless its header row has none and has ``;`` (a
+    spreadsheet saved in a locale whose decimal mark is the comma: ``12,5`` is then read as
+    12.5), a tab or ``|``."""
+    head = text.split("\n", 1)[0]
+    if "," in head:
+        return ","
+    return max((";", "\t", "|"), key=head.count) if any(d in head for d in ";\t|") else ","
 
 
 def _read_text(path: Path) -> str:

@@ -58,6 +58,19 @@ def test_every_format_reads_the_same(tmp_path, ext):
     assert got.astype(str).to_dict("records") == ROWS
 
 
+def test_a_spreadsheets_semicolon_csv_reads_like_a_comma_one(tmp_path):
+    """Saved by a spreadsheet in a comma-decimal locale: ``;`` between fields, ``12,5`` for
+    12.5; a text's own commas stay in it. A comma CSV whose texts hold semicolons is unchanged."""
+    semi = tmp_path / "semi.csv"
+    semi.write_text("photo;caption;price;label\nimg/0.png;a red, round hat;12,5;x\nimg/1.png;two, blue;3;y\n")
+    df = read_manifest(semi)
+    assert list(df.columns) == ["photo", "caption", "price", "label"]
+    assert df["caption"].tolist() == ["a red, round hat", "two, blue"] and df["price"].tolist() == [12.5, 3.0]
+    comma = tmp_path / "comma.csv"
+    comma.write_text('photo,caption,label\nimg/0.png,"a hat; red",x\n')
+    assert read_manifest(comma)["caption"].tolist() == ["a hat; red"]
+
+
 def test_json_keeps_strings_that_look_like_numbers(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"text": "0012", "label": 1, "split": "2020-01-01"}\n{"text": "7", "label": 2, "split": "x"}\n')
