@@ -27,6 +27,8 @@ from autofusion.modalities import MODALITIES, ModalityInfo
 
 __all__ = ["DataMeta", "PreparedData", "prepare_data", "split_rows", "check_rows"]
 
+MIN_TRAIN_ROWS = 5  # fewer training rows than this fit nothing worth testing (LightGBM fails on 1)
+
 
 @dataclass
 class DataMeta:
@@ -178,6 +180,9 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
     for code, name in ((TRAIN, "train"), (VAL, "val")):
         if not (split == code).any():
             raise DataError(f"{manifest}: no {name} rows left after the split; add rows or change the split column")
+    if (split == TRAIN).sum() < MIN_TRAIN_ROWS:
+        raise DataError(f"{manifest}: {int((split == TRAIN).sum())} training rows after the split, of {len(keep)} "
+                        f"usable rows; a model needs at least {MIN_TRAIN_ROWS}: add rows or change the split column")
     source = "seeded" if "split" not in roles else ("column" if np.array_equal(split, given) else "column+seeded")
 
     whole = len(keep) == len(df)

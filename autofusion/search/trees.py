@@ -28,6 +28,7 @@ from autofusion.models.extractors import input_key
 from autofusion.models.linear import LINEAR
 from autofusion.models.trees import KIND, ROW_MODELS
 from autofusion.search.ensemble import VAL_OUTPUTS
+from autofusion.search.progress import say
 from autofusion.search.records import TrialRecord
 
 CONFIGS = 12  # LightGBM configurations tried at most
@@ -53,11 +54,18 @@ def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> list[TrialRecord]
         if done is not None:  # a resumed search that had it
             out.append(done)
             continue
-        if kind == KIND:
-            res = tune_trees(ctx.data, s.metric, s.mode, configs=CONFIGS, seconds=budget, seed=s.seed,
-                             threads=tree_threads(len(ctx.data.indices(TRAIN))))
-        else:
-            res = tune_linear(ctx.data, s.metric, s.mode, seed=s.seed, seconds=budget, inputs=inputs)
+        try:
+            if kind == KIND:
+                res = tune_trees(ctx.data, s.metric, s.mode, configs=CONFIGS, seconds=budget, seed=s.seed,
+                                 threads=tree_threads(len(ctx.data.indices(TRAIN))))
+            else:
+                res = tune_linear(ctx.data, s.metric, s.mode, seed=s.seed, seconds=budget, inputs=inputs)
+        except Exception as exc:  # noqa: BLE001 - a member that cannot be fitted: the search goes on without it
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            say(f"The {kind} member over {inputs} inputs could not be fitted on {len(ctx.data.indices(TRAIN))} "
+                f"training rows ({type(exc).__name__}: {first}); the search goes on without it",
+                ctx.opts.quiet, ctx.console)
+            continue
         if res.best is not None:
             out.append(_add_member(ctx, writer, res))
     return out

@@ -132,7 +132,9 @@ def search_importance(uri: str, writer: Any, model_uri: str | None, data: Prepar
     writer.log_file(None, "importance.json", json.dumps({"validation": _as_json(val), "test": _as_json(test)},
                                                         indent=1).encode())
     try:
-        writer.log_file(None, "plots/importance.png", plots.importance_chart(val, test))
+        chart = plots.importance_chart(val, test)  # None: nothing measured (a split of one row)
+        if chart is not None:
+            writer.log_file(None, "plots/importance.png", chart)
     except Exception as exc:  # noqa: BLE001 - plots are a convenience
         log.info("skipped the importance plot: %s", exc)
     writer.flush()

@@ -142,6 +142,9 @@ def _artifact_location(uri: str, name: str) -> str | None:
     return (folder / "artifacts" / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)).as_uri()
 
 
+NOT_TRANSIENT = (TypeError, AttributeError, KeyError, IndexError, NameError)  # not worth a second attempt
+
+
 def retry(fn: Callable[[], Any], *, attempts: int = 8, first_delay: float = 0.5) -> Any:
     """Calls ``fn`` with exponential backoff on any error (locked sqlite, server restarts).
 
@@ -152,6 +155,8 @@ def retry(fn: Callable[[], Any], *, attempts: int = 8, first_delay: float = 0.5)
     for i in range(attempts):
         try:
             return fn()
+        except NOT_TRANSIENT:
+            raise  # a mistake in what is written: the same on every attempt
         except Exception:  # noqa: BLE001
             if i == attempts - 1:
                 raise

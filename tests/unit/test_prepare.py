@@ -202,6 +202,13 @@ def test_regression_needs_numbers(tmp_path):
     )
 
 
+def test_too_few_training_rows_stop_with_one_line(tmp_path):
+    path = write([{**r, "label": i * 0.5} for i, r in enumerate(rows(tmp_path)[:5])], tmp_path / "m.csv")
+    with pytest.raises(DataError, match=r"m.csv: \d training rows after the split, of 5 usable rows; a model "
+                                        r"needs at least 5: add rows or change the split column"):
+        prep(path, custom(tmp_path, target="regression", top=REGRESSION))
+
+
 # ---------------------------------------------------------------- missing modalities, bad rows
 
 

@@ -84,6 +84,28 @@ def test_a_write_that_keeps_failing_is_reported_not_raised(parent, monkeypatch):
     assert len(w.errors) == 1 and w.errors[0].startswith("KeyError")
 
 
+def test_a_mistake_in_a_write_is_not_retried():
+    """A store that is locked or restarting gets its retries; a write that is wrong (a TypeError:
+    no bytes to write) fails the same on every attempt, so it is not tried again (it was, for
+    35 s, twice per search with a one-row test split)."""
+    calls = []
+
+    def wrong():
+        calls.append(1)
+        raise TypeError("memoryview: a bytes-like object is required, not 'NoneType'")
+
+    with pytest.raises(TypeError):
+        tracking.retry(wrong, first_delay=0.01)
+    assert len(calls) == 1
+    def locked_twice():
+        calls.append(2)
+        if len(calls) < 4:
+            raise OSError("database is locked")
+        return "ok"
+
+    assert tracking.retry(locked_twice, first_delay=0.01) == "ok" and len(calls) == 4  # 1 + 3 attempts
+
+
 def test_the_parent_summary_logs_counts_best_metrics_and_the_trials_table(parent):
     uri, exp, pid = parent
     config = {"fusion.type": "mid", "encoder.image": "small_cnn", "encoder.text": "bigru"}
