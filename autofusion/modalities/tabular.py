@@ -40,6 +40,7 @@ MISSING, UNKNOWN = 0, 1  # category ids; known categories start at 2
 FEW_INTEGERS = 4  # whole-number columns with at most this many distinct values are categorical
 MAX_CATEGORIES = 1000  # distinct strings a column may have to be inferred categorical ...
 CATEGORY_SHARE = 0.2  # ... and at most this share of its non-empty rows
+SEPARATED_SHARE = 0.3  # strings this share of which hold a separator are names or lists (text), not codes
 REPEATED_SHARE = 0.5  # one-token codes past that share are still categories when each repeats on average
 CLIP = 10.0  # standardised numbers are clipped to [-CLIP, CLIP] (an outlier at predict time)
 DATE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]|$)")  # 2021-03-04, 04/03/2021, ... (not codes)
@@ -123,11 +124,13 @@ def repeated_codes(texts: list[str], distinct: int) -> bool:
     """Many distinct one-token strings that repeat across rows (brands, shop or model codes:
     ``brand_17``): categories, though too many for :func:`category_limit`. Identifiers (a value
     per row) do not repeat; names and tag lists hold separators and are text."""
-    from autofusion.modalities.text import SEPARATED_SHARE
-
-    separated = sum(any(ch in t for ch in " ,;|") for t in texts) / len(texts)
     dates = sum(bool(DATE.match(t)) for t in texts) / len(texts)
-    return separated < SEPARATED_SHARE and dates < 0.5 and distinct <= REPEATED_SHARE * len(texts)
+    return separated_share(texts) < SEPARATED_SHARE and dates < 0.5 and distinct <= REPEATED_SHARE * len(texts)
+
+
+def separated_share(texts: list[str]) -> float:
+    """The share of strings with a space, comma, semicolon or bar in them (names, lists)."""
+    return sum(any(ch in t for ch in " ,;|") for t in texts) / len(texts)
 
 
 def category_limit(rows: int) -> int:

@@ -81,9 +81,8 @@ def join_fields(frame: pd.DataFrame) -> pd.Series:
 
 
 # A column of short strings (no sentences) is text when it has too many distinct values to be
-# categories (tabular.is_categorical) and enough of them hold a separator (a name, a list):
-# identifiers and codes are single tokens.
-SEPARATED_SHARE = 0.3
+# categories (tabular.category_limit) and enough of them hold a separator (a name, a list):
+# identifiers and codes are single tokens (tabular.SEPARATED_SHARE).
 _FILE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
 
 
@@ -96,12 +95,11 @@ def free_text(vals: list[str]) -> bool:
 def short_text(vals: list[str]) -> bool:
     """Names, titles, cast or tag lists: too many distinct values to be categories, and at
     least ``SEPARATED_SHARE`` of them with a space or a comma in them (not one-token codes)."""
-    from autofusion.modalities.tabular import category_limit
+    from autofusion.modalities.tabular import SEPARATED_SHARE, category_limit, separated_share
 
     if sum(bool(_FILE_SUFFIX.search(v)) for v in vals) >= 0.5 * len(vals):
         return False  # file names of a kind no modality reads
-    separated = sum(any(ch in v for ch in " ,;|") for v in vals) / len(vals)
-    return len(set(vals)) > category_limit(len(vals)) and separated >= SEPARATED_SHARE
+    return len(set(vals)) > category_limit(len(vals)) and separated_share(vals) >= SEPARATED_SHARE
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def log_ensemble_model(uri: str, run_id: str, members: list[Member], data: Any, 
             folder.mkdir(parents=True)
             kind = m.model.kind if isinstance(m.model, TreeModel) else "fusion"
             if kind in ROW_MODELS:
-                save_tree_files(folder, m.model, data, backbones=t / "members" / BACKBONES)  # one copy for all
+                save_tree_files(folder, m.model, data, backbones=t / "members" / BACKBONES, files=files)  # one copy
             else:
                 save_model_files(folder, m.model, m.trial_config, data, files)
             entries.append({"kind": kind, "folder": folder.name, "trial": m.trial, "run_id": m.run_id,

@@ -28,8 +28,8 @@ from autofusion.models.extractors import input_key, load_extractor
 from autofusion.models.trees import TreeModel
 from autofusion.serving.inputs import model_inputs
 from autofusion.serving.perturb import pass_cache
-from autofusion.serving.pyfunc import PythonModel, log_pyfunc, output_frame
-from autofusion.serving.shared_backbones import with_backbone_outputs
+from autofusion.serving.pyfunc import BACKBONE_WEIGHTS, PythonModel, log_pyfunc, output_frame
+from autofusion.serving.shared_backbones import BackboneFiles, joined_backbones, with_backbone_outputs
 
 BACKBONES = "backbones"  # the folder of the encoders the embedding blocks read
 
@@ -118,10 +118,11 @@ def extractor_keys(model: TreeModel) -> set[str]:
             | {input_key(k) for k in model.embeddings.values()})
 
 
-def save_backbones(folder: Path, model: TreeModel, data: Any) -> None:
+def save_backbones(folder: Path, model: TreeModel, data: Any, files: BackboneFiles | None = None) -> None:
     """Writes the encoder of each embedding the member reads into ``folder/<key>/`` (its
     registry name, parameters and weights), unless an earlier member of the same ensemble
-    wrote it already."""
+    wrote it already; in an ensemble, its backbone's weights go to the ensemble's ``files``
+    (one copy with its neural members' equal ones; ``encoder.json`` names the file)."""
     import torch
 
     for key in set(model.embeddings.values()):
@@ -133,10 +134,15 @@ def save_backbones(folder: Path, model: TreeModel, data: Any) -> None:
         encoder = frozen.encoder_cls(replace(info, extra={**info.extra, "backbone": True, "load_weights": True}),
                                      **frozen.params)
         name = next(n for n, cls in ENCODERS[frozen.modality].items() if cls is frozen.encoder_cls)
+        spec = {"modality": frozen.modality, "encoder": name, "params": frozen.params}
+        state = encoder.state_dict()
+        if files is not None and getattr(encoder, "backbone", None) is not None:
+            spec["backbone_file"] = files.put({k.removeprefix("backbone."): v for k, v in state.items()
+                                               if k.startswith("backbone.")})
+            state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
         target.mkdir(parents=True, exist_ok=True)
-        torch.save(encoder.state_dict(), target / "weights.pt")
-        (target / "encoder.json").write_text(json.dumps({"modality": frozen.modality, "encoder": name,
-                                                         "params": frozen.params}, default=str))
+        torch.save(state, target / "weights.pt")
+        (target / "encoder.json").write_text(json.dumps(spec, default=str))
 
 
 def load_backbones(folder: Path, model: TreeModel, meta: DataMeta) -> Backbones:
@@ -153,7 +159,10 @@ def load_backbones(folder: Path, model: TreeModel, meta: DataMeta) -> Backbones:
         cls = ENCODERS[spec["modality"]].get(spec["encoder"])
         info = encoder_info(meta, spec["modality"], input_key(key))
         enc = cls(replace(info, extra={**info.extra, "backbone": True, "load_weights": False}), **spec["params"])
-        enc.load_state_dict(torch.load(folder / key / "weights.pt", map_location="cpu", weights_only=True))
+        state = torch.load(folder / key / "weights.pt", map_location="cpu", weights_only=True)
+        if "backbone_file" in spec:  # in the ensemble's backbone files, beside its folder
+            state = joined_backbones(state, {"backbone": spec["backbone_file"]}, folder.parent / BACKBONE_WEIGHTS)
+        enc.load_state_dict(state)
         encoders[f"e{i}"] = enc.eval()
         names[key] = f"e{i}"
     return Backbones(encoders, {n: names[k] for n, k in model.embeddings.items()},
@@ -165,7 +174,8 @@ def _array(x: Any) -> np.ndarray:
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
 
-def save_tree_files(folder: Path, model: TreeModel, data: Any, backbones: Path | None = None) -> dict[str, str]:
+def save_tree_files(folder: Path, model: TreeModel, data: Any, backbones: Path | None = None,
+                    files: BackboneFiles | None = None) -> dict[str, str]:
     """Writes what :class:`TreePyfunc` loads besides the data's meta: the booster and feature
     layout (``trees``), the fitted extractors its blocks read (``extractors``) and the
     encoders of its embeddings (``backbones``: in ``backbones`` when given, a folder the
@@ -176,7 +186,7 @@ def save_tree_files(folder: Path, model: TreeModel, data: Any, backbones: Path |
         data.extractors[key].save(folder / "extractors" / key)
     out = {"trees": str(folder / "trees"), "extractors": str(folder / "extractors")}
     if model.embeddings:
-        save_backbones(backbones or folder / BACKBONES, model, data)
+        save_backbones(backbones or folder / BACKBONES, model, data, files)
         out[BACKBONES] = str(backbones or folder / BACKBONES)
     return out
 

@@ -25,7 +25,7 @@ from autofusion.search.records import PERMUTATION, REMOVAL
 from autofusion.search.trees import tree_config
 from autofusion.serving.ensemble import Member, log_ensemble_model
 from autofusion.serving.perturb import Perturbation
-from autofusion.serving.pyfunc import ArtifactContext
+from autofusion.serving.pyfunc import BACKBONE_WEIGHTS, ArtifactContext
 from autofusion.serving.trees import BACKBONES, TreePyfunc, save_tree_files
 from autofusion.spaces.auto import write_auto_space
 from autofusion.train.trees import EMBEDDING, block_columns, tree_blocks, tune_linear, tune_trees
@@ -138,6 +138,9 @@ def test_an_ensemble_of_members_saves_and_runs_one_backbone(reviews, tmp_path, s
     members_dir = Path(urlparse(logged.artifact_location).path) / "artifacts" / "members"
     assert len(list((members_dir / BACKBONES).iterdir())) == 1  # not one per member
     assert not any((d / BACKBONES).exists() for d in members_dir.glob("member_*"))
+    assert [p.name for p in (members_dir / BACKBONE_WEIGHTS).iterdir()] == ["0.pt"]  # the ensemble's one copy
+    own = torch.load(next((members_dir / BACKBONES).iterdir()) / "weights.pt", weights_only=True)
+    assert not [k for k in own if k.startswith("backbone.")]
     served = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     assert served.shared_backbones == 1  # loaded once per member, kept once
     first = {id(m.model.encoders["e0"].backbone) for m in served.members}
