@@ -18,6 +18,7 @@ training, e.g. at predict time, 2.. the known ones).
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -84,9 +85,29 @@ def category(v: Any) -> str | None:
 
 
 def numbers(col: pd.Series) -> np.ndarray:
-    """A column as float64, NaN where missing or not a number."""
-    return pd.to_numeric(pd.Series(col, dtype=object).map(lambda v: None if is_missing(v) else v),
-                         errors="coerce").astype("float64").to_numpy()
+    """A column as float64, NaN where missing or not a number. A date or time (``2021-03-04``,
+    ``04/03/2021 10:00``, a Parquet timestamp) is its nanoseconds since 1970, so a date column
+    means the same read from a CSV's strings or a Parquet file's timestamps."""
+    cells = pd.Series(col, dtype=object).map(lambda v: None if is_missing(v) else v)
+    dated = cells.map(is_time).astype(bool)
+    x = pd.to_numeric(cells.where(~dated, None), errors="coerce").astype("float64")
+    if dated.any():
+        x[dated] = [_nanoseconds(v) for v in cells[dated]]
+    return x.to_numpy()
+
+
+def is_time(v: Any) -> bool:
+    """A date or a time: a datetime, a date, or a string that starts like one (``DATE``)."""
+    return isinstance(v, (datetime.date, np.datetime64)) or (isinstance(v, str) and bool(DATE.match(v.strip())))
+
+
+def _nanoseconds(v: Any) -> float:
+    """A date or time as nanoseconds since 1970 (UTC when it has a time zone); NaN if unreadable."""
+    try:
+        t = pd.Timestamp(v.strip() if isinstance(v, str) else v)
+    except (ValueError, TypeError, OverflowError):
+        return float("nan")
+    return float("nan") if pd.isna(t) else float(t.value)
 
 
 def _file_suffixes() -> frozenset[str]:

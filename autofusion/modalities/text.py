@@ -195,12 +195,19 @@ class TextModality(Modality):
         vals = [v.strip() for v in cells if isinstance(v, str)]
         if not vals or len(vals) < 0.9 * len(cells):
             return False
-        if any(v.startswith("[") for v in vals[:50]) or _numeric_share(vals) >= 0.9:
-            return False
+        if any(v.startswith("[") for v in vals[:50]) or _numeric_share(vals) >= 0.9 or _time_share(vals) >= 0.9:
+            return False  # lists, numbers, dates and times (tabular reads the last two)
         return free_text(vals) or short_text(vals)
 
     def render_demo(self, bits: tuple[int, int], rng: np.random.Generator, path: Path) -> str | None:
         return render_text(*bits, rng)
+
+
+def _time_share(vals: list[str]) -> float:
+    """The share of strings that read as dates or times (``2021-03-04 10:00``)."""
+    from autofusion.modalities.tabular import is_time
+
+    return sum(map(is_time, vals)) / len(vals)
 
 
 def _numeric_share(vals: list[str]) -> float:

@@ -18,7 +18,7 @@ from autofusion.data.manifest import id_like, resolve_columns
 from autofusion.data.prepare import DataMeta, prepare_data
 from autofusion.data.splits import TRAIN
 from autofusion.modalities import MODALITIES, ModalityInfo
-from autofusion.modalities.tabular import UNKNOWN, column_kind
+from autofusion.modalities.tabular import UNKNOWN, column_kind, numbers
 from autofusion.models import ENCODERS
 from autofusion.models.build import build_model
 from autofusion.serving.inputs import expected_columns, model_inputs
@@ -47,10 +47,24 @@ def prep_for(numeric: list[str], categorical: list[str]) -> dict:
     ([f"sku{i}" for i in range(100)], None),                    # a value per row: an identifier
     ([f"sku{i // 2}" for i in range(100)], "categorical"),     # each twice
     ([f"sku{i}" for i in range(60)] + [f"sku{i}" for i in range(30)], None),  # mostly one row each
-    ([f"2021-03-{1 + i % 28:02d}" for i in range(100)], None),  # dates are not codes
+    ([f"2021-03-{1 + i % 28:02d}" for i in range(100)], "numeric"),  # dates: nanoseconds since 1970
+    ([f"2021-03-{1 + i % 28:02d} {i % 24}:00" for i in range(100)], "numeric"),  # times too, not text
 ])
 def test_column_kinds(values, kind):
     assert column_kind(pd.Series(values, dtype=object)) == kind
+
+
+def test_a_date_means_the_same_from_a_csv_string_or_a_parquet_timestamp(tmp_path):
+    """Dates and times are nanoseconds since 1970 however the file holds them, so a model
+    trained on Parquet's timestamps predicts a CSV's date strings alike."""
+    when = pd.Series(pd.to_datetime(["2021-01-01", "2021-01-02 10:30", None], format="mixed"), name="when")
+    pd.DataFrame({"when": when}).to_parquet(tmp_path / "t.parquet")
+    from_parquet = numbers(pd.read_parquet(tmp_path / "t.parquet")["when"])  # microseconds in the file
+    from_csv = numbers(pd.Series(["2021-01-01", " 2021-01-02 10:30", ""]))
+    np.testing.assert_array_equal(from_parquet, from_csv)
+    assert from_csv[0] == pd.Timestamp("2021-01-01").value and np.isnan(from_csv[2])
+    assert np.isnan(numbers(pd.Series(["2021-13-45"])))[0]  # not a date: missing
+    assert not MODALITIES.get("text").recognises([f"2021-03-{1 + i % 28:02d} {i % 24}:00" for i in range(100)])
 
 
 def test_a_named_column_is_always_tabular():
