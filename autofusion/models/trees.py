@@ -29,7 +29,9 @@ inputs with the same fitted extractors (``autofusion.serving.trees``).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,11 +180,21 @@ class TreeFeatures:
             start += b.width
         return out
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, shared: Path | None = None) -> None:
+        """Writes the layout and the SVD components into ``folder``; with ``shared`` (a folder
+        the members of an ensemble share), each distinct array once there, by its content."""
         folder.mkdir(parents=True, exist_ok=True)
-        names = {name: f"svd-{i}.npy" for i, name in enumerate(self.components)}
-        for name, file in names.items():
-            np.save(folder / file, self.components[name])
+        names = {}
+        for i, (name, array) in enumerate(self.components.items()):
+            if shared is None:
+                names[name] = f"svd-{i}.npy"
+                np.save(folder / names[name], array)
+                continue
+            file = shared / f"{hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]}.npy"
+            if not file.exists():
+                shared.mkdir(parents=True, exist_ok=True)
+                np.save(file, array)
+            names[name] = os.path.relpath(file, folder)  # ../../shared/<hash>.npy
         (folder / "features.json").write_text(json.dumps({"blocks": [asdict(b) for b in self.blocks],
                                                           "components": names, "linear": self.linear,
                                                           "widths": self.widths, "scales": self.scales}, indent=1))
@@ -244,13 +256,15 @@ class TreeModel:
         probs = np.stack([1.0 - pred, pred], axis=1) if self.num_classes == 2 else pred.reshape(x.shape[0], -1)
         return np.log(np.clip(probs, 1e-7, 1.0))
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, shared: Path | None = None) -> None:
+        """Writes the member into ``folder`` (its SVD components in ``shared`` when given:
+        :meth:`TreeFeatures.save`)."""
         folder.mkdir(parents=True, exist_ok=True)
         if isinstance(self.booster, LinearBooster):
             self.booster.save(folder)
         else:
             self.booster.save_model(str(folder / "booster.txt"), num_iteration=self.booster.best_iteration or None)
-        self.features.save(folder)
+        self.features.save(folder, shared)
         (folder / "trees.json").write_text(json.dumps({"target": self.target, "num_classes": self.num_classes,
                                                        "params": self.params}, default=str, indent=1))
 

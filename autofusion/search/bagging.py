@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from autofusion.data.splits import TEST, VAL
+from autofusion.models.linear import LINEAR
 from autofusion.models.trees import ROW_MODELS, TreeModel
 from autofusion.search.ensemble import as_outputs, greedy_selection, metric_score
 from autofusion.search.records import BaggedResult, TrialRecord
@@ -143,15 +144,20 @@ def _neural_folds(ctx: Any, configs: list[TrialRecord], splits: list[np.ndarray]
 
 
 def _tree_folds(ctx: Any, rec: TrialRecord, splits: list[np.ndarray]) -> list[tuple[Any, np.ndarray]]:
-    """A row member's fold models, fitted on the driver with its tuned parameters."""
+    """A row member's fold models, fitted on the driver with its tuned parameters, all through
+    one feature layout fitted on the pooled rows (unsupervised, as the TF-IDF before it): the
+    bagged model then holds one copy of its SVD components, not one per fold."""
     from autofusion.search.trees import tree_threads
-    from autofusion.train.trees import refit
+    from autofusion.train.trees import fit_features, refit
 
     params = TreeModel.load(Path(rec.checkpoint)).params
+    pooled = fit_features(ctx.data, np.flatnonzero(ctx.data.split != TEST), ctx.settings.seed,
+                          params.get("inputs", "all"), params.get("model") == LINEAR)
     out = []
     for split in splits:
         fold = dataclasses.replace(ctx.data, split=split)
-        fit = refit(fold, params, seed=ctx.settings.seed, threads=tree_threads(int((split != TEST).sum())))
+        fit = refit(fold, params, seed=ctx.settings.seed, threads=tree_threads(int((split != TEST).sum())),
+                    features=pooled)
         out.append((fit.model, fit.val_outputs.astype(np.float64)))
     return out
 

@@ -32,6 +32,7 @@ from autofusion.serving.pyfunc import BACKBONE_WEIGHTS, PythonModel, log_pyfunc,
 from autofusion.serving.shared_backbones import BackboneFiles, joined_backbones, with_backbone_outputs
 
 BACKBONES = "backbones"  # the folder of the encoders the embedding blocks read
+SVD = "svd"  # an ensemble's folder of its row members' SVD components, each distinct one once
 
 
 class Backbones(nn.Module):
@@ -180,7 +181,7 @@ def save_tree_files(folder: Path, model: TreeModel, data: Any, backbones: Path |
     layout (``trees``), the fitted extractors its blocks read (``extractors``) and the
     encoders of its embeddings (``backbones``: in ``backbones`` when given, a folder the
     members of an ensemble share)."""
-    model.save(folder / "trees")
+    model.save(folder / "trees", None if backbones is None else backbones.parent / SVD)  # an ensemble's: shared
     (folder / "extractors").mkdir(parents=True, exist_ok=True)
     for key in extractor_keys(model):
         data.extractors[key].save(folder / "extractors" / key)

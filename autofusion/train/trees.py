@@ -114,15 +114,16 @@ class TreeData:
     y_val: np.ndarray
 
     @classmethod
-    def of(cls, data: PreparedData, seed: int = 0, inputs: str = "all", linear: bool = False) -> "TreeData":
+    def of(cls, data: PreparedData, seed: int = 0, inputs: str = "all", linear: bool = False,
+           features: TreeFeatures | None = None) -> "TreeData":
         """The rows of every block (``inputs="all"``), of the tabular fields alone
         (``fields``), or of one modality's inputs (``text``); in the linear member's layout
-        with ``linear``."""
-        blocks = [b for b in tree_blocks(data) if _reads(data, b, inputs)]
+        with ``linear``; through ``features`` when given (fitted already: bagging's folds
+        share one), else through features fitted on the training rows."""
         tr, va = data.indices(TRAIN), data.indices(VAL)
-        features = TreeFeatures(blocks, linear=linear)
+        features = features or fit_features(data, tr, seed, inputs, linear)
+        blocks = features.blocks
         train = block_columns(data, blocks, tr)
-        features.fit(train, seed=seed)
         target = data.meta.target
         return cls(features, features.matrix(train), _labels(data.targets[tr], target),
                    features.matrix(block_columns(data, blocks, va)), _labels(data.targets[va], target))
@@ -198,11 +199,23 @@ def linear_inputs(data: PreparedData) -> list[str]:
     return ["all", *modalities] if len(modalities) > 1 else ["all"] if blocks else []
 
 
-def refit(data: PreparedData, params: dict[str, Any], *, seed: int = 0, threads: int = 1) -> TreeFit:
-    """One tuned configuration of either member fitted again (on a fold's rows, by bagging)."""
+def fit_features(data: PreparedData, rows: np.ndarray, seed: int = 0, inputs: str = "all",
+                 linear: bool = False) -> TreeFeatures:
+    """The feature layout of a member over ``inputs`` (its SVD, or the linear layout's widths
+    and scales) fitted on ``rows``: no labels are read."""
+    features = TreeFeatures([b for b in tree_blocks(data) if _reads(data, b, inputs)], linear=linear)
+    features.fit(block_columns(data, features.blocks, rows), seed=seed)
+    return features
+
+
+def refit(data: PreparedData, params: dict[str, Any], *, seed: int = 0, threads: int = 1,
+          features: TreeFeatures | None = None) -> TreeFit:
+    """One tuned configuration of either member fitted again (on a fold's rows, by bagging),
+    through ``features`` when given (see :meth:`TreeData.of`)."""
+    inputs = params.get("inputs", "all")
     if params.get("model") == LINEAR:
-        return fit_linear(data, TreeData.of(data, seed, params.get("inputs", "all"), linear=True), params)
-    return fit_trees(data, TreeData.of(data, seed, params.get("inputs", "all")), params, seed=seed, threads=threads)
+        return fit_linear(data, TreeData.of(data, seed, inputs, linear=True, features=features), params)
+    return fit_trees(data, TreeData.of(data, seed, inputs, features=features), params, seed=seed, threads=threads)
 
 
 def tune_linear(data: PreparedData, metric: str, mode: str, *, seed: int = 0, seconds: float = math.inf,

@@ -4,7 +4,9 @@ validation metric, and the pyfunc that serves it on raw rows exactly as it was e
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -164,3 +166,37 @@ def test_the_linear_member_fits_a_regression_as_ridge(tmp_path):
     res = tune_linear(data, "val_r2", "max")
     assert res.best.model.kind == LINEAR and res.best.val_metrics["val_r2"] > 0.95
     assert res.best.val_outputs.shape == (len(data.indices(1)), 1)
+
+
+def test_bagged_folds_share_one_layout_saved_once(shop, tmp_path, store_template):
+    """Bagging refits a row member on each fold through one SVD fitted on the pooled rows: the
+    logged bagged model holds each component array once (``members/svd``), not once per fold,
+    and serves raw rows as the folds' weighted average."""
+    import mlflow
+
+    from autofusion import tracking
+    from autofusion.search.folds import fold_splits
+    from autofusion.serving.ensemble import Member, log_ensemble_model
+    from autofusion.serving.explain import split_frame
+    from autofusion.serving.trees import SVD
+    from autofusion.train.trees import fit_features, refit
+    from tests.helpers import new_store
+
+    manifest, data = shop
+    params = tune_trees(data, "val_accuracy", "max", configs=1).best.model.params
+    pooled = fit_features(data, np.flatnonzero(data.split != TEST))
+    assert pooled.components  # the review's TF-IDF is reduced
+    folds = [refit(dataclasses.replace(data, split=s), params, features=pooled).model for s in fold_splits(data, 3, 0)]
+    assert all(m.features is pooled for m in folds)
+    uri = new_store(tmp_path / "mlruns", store_template)
+    run = tracking.client(uri).create_run(tracking.experiment_id(uri, "bag")).info.run_id
+    model_uri = log_ensemble_model(uri, run, [Member(m, None, 1 / 3, 1, None) for m in folds], data, name="bagged")
+    root = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "dl")))
+    members = next(root.rglob("members"))
+    assert len(list((members / SVD).iterdir())) == len(pooled.components)
+    assert not list(members.rglob("svd-*.npy"))
+    test = data.indices(TEST)
+    expected = sum(torch.softmax(torch.from_numpy(m.outputs(block_columns(data, m.features.blocks, test))), -1).numpy()
+                   for m in folds) / 3
+    pred = mlflow.pyfunc.load_model(model_uri).predict(split_frame(data, test))  # the request's columns
+    np.testing.assert_allclose(pred[["prob_cheap", "prob_dear"]].to_numpy(), expected, atol=1e-6)
