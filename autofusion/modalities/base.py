@@ -11,6 +11,7 @@ A new modality is one module with one ``@register_modality`` class.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -185,6 +186,9 @@ class Normalize(nn.Module):
         return (x.float() - self.mean) / self.std
 
 
+URL = re.compile(r"(^|/)(https?|s3|gs|ftp|az|abfss?|hdfs):/", re.I)  # also after a path join: https:/host/...
+
+
 def open_source(source: str | Path | bytes) -> Any:
     """A path as a string, or bytes wrapped in a file object; missing files raise DecodeError."""
     import io
@@ -196,6 +200,8 @@ def open_source(source: str | Path | bytes) -> Any:
         exists, is_file = path.exists(), path.is_file()
     except OSError:  # e.g. a name longer than the file system allows
         raise DecodeError("not a usable file name") from None
+    if not exists and URL.search(str(source)):
+        raise DecodeError("a URL: autofusion reads local files only; download the files and give their paths")
     if not exists:
         raise DecodeError("file not found")
     if not is_file:

@@ -161,6 +161,14 @@ def _delete(column: str, row: int) -> Callable[[Path, pd.DataFrame], None]:
     return edit
 
 
+def _cell(column: str, row: int, value: str) -> Callable[[Path, pd.DataFrame], None]:
+    def edit(manifest: Path, df: pd.DataFrame) -> None:
+        df.loc[row - 1, column] = value
+        _write_df(df, manifest)
+
+    return edit
+
+
 def _overwrite(column: str, row: int, writer: Callable[[Path], None]) -> Callable[[Path, pd.DataFrame], None]:
     def edit(manifest: Path, df: pd.DataFrame) -> None:
         path = _file_of(manifest, df, column, row)
@@ -299,6 +307,9 @@ CASES: list[Case] = [
     # --- rows and data files
     Case("image-missing", manifest_case(_delete("image", 3), "row 3 image: 'images/00002.png': file not found",
                                         "--on-bad-rows skip")),
+    Case("image-url", manifest_case(_cell("image", 2, "https://example.com/photo.jpg"),
+                                    "row 2 image: 'https://example.com/photo.jpg': a URL: autofusion reads local files "
+                                    "only; download the files and give their paths")),
     Case("image-corrupt", manifest_case(_overwrite("image", 2, _garbage),
                                         "row 2 image: 'images/00001.png': not a readable image", "--on-bad-rows skip")),
     Case("image-is-audio", manifest_case(_overwrite("image", 5, _tiny_wav),
