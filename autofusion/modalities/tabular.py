@@ -44,7 +44,8 @@ CATEGORY_SHARE = 0.2  # ... and at most this share of its non-empty rows
 SEPARATED_SHARE = 0.3  # strings this share of which hold a separator are names or lists (text), not codes
 REPEATED_SHARE = 0.5  # one-token codes past that share are still categories when each repeats on average
 CLIP = 10.0  # standardised numbers are clipped to [-CLIP, CLIP] (an outlier at predict time)
-DATE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]|$)")  # 2021-03-04, 04/03/2021, ... (not codes)
+# 2021-03-04, 04/03/2021, 04.03.2021 10:00 (a four-digit year first or last: 1.5.3 is a version)
+DATE = re.compile(r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})([ T]|$)")
 CODE_NAME = re.compile(r"(^|[_\W])(zip|zipcode|postcode|postal|code|id)($|[_\W])|zip|postcode|code$", re.I)
 
 

@@ -194,7 +194,7 @@ class TreeFeatures:
             if not file.exists():
                 shared.mkdir(parents=True, exist_ok=True)
                 np.save(file, array)
-            names[name] = os.path.relpath(file, folder)  # ../../shared/<hash>.npy
+            names[name] = Path(os.path.relpath(file, folder)).as_posix()  # ../../svd/<hash>.npy
         (folder / "features.json").write_text(json.dumps({"blocks": [asdict(b) for b in self.blocks],
                                                           "components": names, "linear": self.linear,
                                                           "widths": self.widths, "scales": self.scales}, indent=1))

@@ -49,6 +49,7 @@ def prep_for(numeric: list[str], categorical: list[str]) -> dict:
     ([f"sku{i}" for i in range(60)] + [f"sku{i}" for i in range(30)], None),  # mostly one row each
     ([f"2021-03-{1 + i % 28:02d}" for i in range(100)], "numeric"),  # dates: nanoseconds since 1970
     ([f"2021-03-{1 + i % 28:02d} {i % 24}:00" for i in range(100)], "numeric"),  # times too, not text
+    ([f"{1 + i % 3}.{1 + i % 5}.{1 + i % 2}" for i in range(100)], "categorical"),  # versions are not dates
 ])
 def test_column_kinds(values, kind):
     assert column_kind(pd.Series(values, dtype=object)) == kind
