@@ -47,7 +47,9 @@ class AudioModality(Modality):
     name = "audio"
     Prep = AudioPrep
     file_based = True
-    extensions = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au"})
+    # soundfile's formats, then what only FFmpeg (PyAV) reads: phone recordings, podcasts
+    extensions = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus",
+                            ".m4a", ".aac", ".wma", ".amr"})
     dtype = np.float32
 
     def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[DataChoice]]:
@@ -59,10 +61,15 @@ class AudioModality(Modality):
         for src in sample:
             try:
                 info = sf.info(open_source(src))
+                rate, seconds = int(info.samplerate), info.frames / max(info.samplerate, 1)
             except (DecodeError, RuntimeError, OSError, ValueError, TypeError):
-                continue
-            rates.append(int(info.samplerate))
-            durations.append(info.frames / max(info.samplerate, 1))
+                try:  # a format only FFmpeg reads (m4a, aac, ...)
+                    data, rate = _read_ffmpeg(src)
+                except DecodeError:
+                    continue
+                seconds = data.shape[0] / max(rate, 1)
+            rates.append(rate)
+            durations.append(seconds)
         out, chosen = dict(prep), []
         if out.get("sample_rate") is None:
             if rates:
@@ -123,7 +130,10 @@ def decode_audio(source: str | Path | bytes, sample_rate: int, num_samples: int)
     except DecodeError:
         raise
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
-        raise DecodeError(f"not a readable audio file ({type(exc).__name__})") from None
+        try:  # m4a, aac, wma, ...: FFmpeg through PyAV (the video modality's decoder)
+            data, sr = _read_ffmpeg(source)
+        except DecodeError:
+            raise DecodeError(f"not a readable audio file ({type(exc).__name__})") from None
     if data.shape[0] == 0:
         raise DecodeError("audio file has no samples")
     wave = data.mean(axis=1)
@@ -139,6 +149,29 @@ def decode_audio(source: str | Path | bytes, sample_rate: int, num_samples: int)
     n = min(num_samples, wave.shape[0])
     out[:n] = wave[:n]
     return out
+
+
+def _read_ffmpeg(source: str | Path | bytes) -> tuple[np.ndarray, int]:
+    """The first audio stream of a file soundfile cannot read, as float32 ``[samples, 1]``
+    (channels averaged) and its sample rate, decoded by FFmpeg (PyAV)."""
+    import av
+
+    try:
+        with av.open(open_source(source)) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise DecodeError("no audio stream")
+            rate = int(stream.rate or stream.codec_context.sample_rate)
+            mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            parts = [f.to_ndarray().reshape(-1) for frame in container.decode(stream) for f in mono.resample(frame)]
+            parts += [f.to_ndarray().reshape(-1) for f in mono.resample(None)]
+    except DecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's errors are many kinds
+        raise DecodeError(f"not a readable audio file ({type(exc).__name__})") from None
+    if not parts:
+        raise DecodeError("audio file has no samples")
+    return np.concatenate(parts).astype(np.float32).reshape(-1, 1), rate
 
 
 def render_audio(high: int, pulsed: int, rng: np.random.Generator, path: Path) -> None:

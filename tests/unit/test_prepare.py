@@ -22,6 +22,7 @@ from autofusion.data.inspection import inspect_facts, inspect_manifest
 from autofusion.data.prepare import prepare_data
 from autofusion.data.splits import TEST, TRAIN, VAL
 from autofusion.errors import ConfigError, DataError
+from autofusion.spaces.auto import find_modalities
 from autofusion.spaces.load import SPACES_DIR, load_space
 
 CLASSES = ("a", "b", "c")
@@ -288,6 +289,37 @@ def test_corrupt_and_missing_audio(tmp_path):
     ]
     # 0.1 s clips: 0.25 s kept (the shortest length chosen from the data) at their 8 kHz rate
     assert d.arrays["audio"].shape == (22, 2000) and d.arrays["audio"].dtype == np.float32
+
+
+def _m4a(path: Path, wave: np.ndarray, rate: int) -> None:
+    """An AAC clip in an MP4 container, as a phone records it (written by PyAV)."""
+    import av
+
+    with av.open(str(path), "w", format="ipod") as out:
+        stream = out.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(wave.astype(np.float32).reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+
+
+def test_m4a_clips_are_read_through_ffmpeg(tmp_path):
+    """Formats soundfile cannot read (m4a, aac) are found as audio by the column finder, and
+    decoded by FFmpeg: rate and length chosen from them, a tone kept as a tone."""
+    records = rows(tmp_path, audio=True)
+    t = np.arange(8000) / 8000
+    for i, r in enumerate(records):
+        r["audio"] = f"wav/{i}.m4a"
+        _m4a(tmp_path / r["audio"], 0.3 * np.sin(2 * np.pi * (300 + 200 * (i % 2)) * t), 8000)
+    path = write(records, tmp_path / "m.csv")
+    assert find_modalities(path).roles["audio"] == ["audio"]
+    d = prep(path, builtin("image_audio"))
+    seconds = d.meta.prep["audio"]["seconds"]  # 1 s, and AAC's padding frames: up to 1.25
+    assert d.meta.prep["audio"]["sample_rate"] == 8000 and seconds in (1.0, 1.25)
+    x = np.asarray(d.arrays["audio"])
+    assert x.shape == (24, int(8000 * seconds)) and 0.25 < np.abs(x).max() < 0.35
+    assert 0.15 < np.abs(x[:, 2000:6000]).mean() < 0.23  # |0.3 sin| averages 0.19
 
 
 def test_single_class_is_unusable(tmp_path):
