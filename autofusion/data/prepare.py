@@ -61,6 +61,7 @@ class DataMeta:
     chosen: list[str] = field(default_factory=list)
     feature_infos: dict[str, dict] = field(default_factory=dict)
     target_scale: dict = field(default_factory=dict)  # regression: see labels.target_scale
+    read_as: str = ""  # how the manifest's columns were read (roles, unused columns), in one line
 
     def __post_init__(self) -> None:
         if not self.inputs:  # one input per modality, named after it
@@ -218,6 +219,8 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
         allow_missing=list(ds.allow_missing), split_source=source, cache_hit=check.cache_hit,
         chosen=chosen,
         target_scale=scale,
+        read_as=read_as(manifest, df, roles, target, classes, {n: int((split == c).sum()) for c, n in enumerate(NAMES)},
+                        source),
     )
     return PreparedData(arrays, present, kept_targets, split, keep + 1, meta, raw=raw,
                         groups=None if check.groups is None else check.groups[keep])
@@ -226,6 +229,26 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
 def encoded(mod: Any, cells: Any, prep: dict, state: dict) -> np.ndarray | IndexedRows:
     """A modality's arrays for raw cells (text token ids), each distinct cell encoded once."""
     return per_distinct(cells, lambda c: {"x": mod.encode(c, prep, state)})["x"]
+
+
+def read_as(manifest: Path, df: pd.DataFrame, roles: dict[str, list[str]], target: str, classes: list[str],
+            counts: dict[str, int], source: str) -> str:
+    """One line: the rows and their split, the label and what it is, each modality's columns,
+    and the columns nothing reads (a search prints it before its trials)."""
+    used = {c for cols in roles.values() for c in cols}
+    kind = f"{target}, {len(classes)} classes" if target != "regression" else target
+    parts = [f"label {roles['label'][0]} ({kind})",
+             *(f"{r} {', '.join(c)}" for r, c in roles.items() if r not in ("label", "split", "group"))]
+    how = {"seeded": "seeded split", "column": f"split column {roles.get('split', ['?'])[0]}",
+           "column+seeded": f"split column {roles.get('split', ['?'])[0]}, the rest seeded"}.get(source, source)
+    line = (f"{Path(manifest).name}: {len(df)} rows (train {counts.get('train', 0)} · val {counts.get('val', 0)} · "
+            f"test {counts.get('test', 0)}, {how}); " + "; ".join(parts))
+    if roles.get("group"):
+        line += f"; rows grouped by {roles['group'][0]}"
+    unused = [str(c) for c in df.columns if c not in used]
+    if unused:
+        line += f"; not used: {', '.join(unused)}"
+    return line + ". Change with --columns ROLE=COL,... (or --target)"
 
 
 def target_name(roles: dict) -> str:

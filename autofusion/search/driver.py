@@ -136,6 +136,7 @@ def _run(opts: SearchOptions, console: Any, phases: Phases) -> SearchResult:
     try:
         phases.enter("features")
         notes = build_features(data, space, home=home, quiet=opts.quiet)
+        say(f"Data: {data.meta.read_as}", opts.quiet, console)
         say_prepared(data.meta.chosen, [*pretrained.summary(space), *notes], opts.quiet, console)
         phases.enter("ray")
         ray_start.result()

@@ -19,7 +19,7 @@ from PIL import Image
 from rich.console import Console
 
 from autofusion.data.inspection import inspect_facts, inspect_manifest
-from autofusion.data.prepare import prepare_data
+from autofusion.data.prepare import DataMeta, prepare_data
 from autofusion.data.splits import TEST, TRAIN, VAL
 from autofusion.errors import ConfigError, DataError
 from autofusion.spaces.auto import find_modalities
@@ -320,6 +320,18 @@ def test_m4a_clips_are_read_through_ffmpeg(tmp_path):
     x = np.asarray(d.arrays["audio"])
     assert x.shape == (24, int(8000 * seconds)) and 0.25 < np.abs(x).max() < 0.35
     assert 0.15 < np.abs(x[:, 2000:6000]).mean() < 0.23  # |0.3 sin| averages 0.19
+
+
+def test_the_data_line_says_how_each_column_was_read(tmp_path):
+    """The line a search prints before its trials: rows and split, the label and its kind, each
+    modality's columns, and the columns nothing reads."""
+    records = [{**r, "row_id": f"r{i}"} for i, r in enumerate(rows(tmp_path))]
+    d = prep(write(records, tmp_path / "m.csv"))
+    line = d.meta.read_as
+    assert line.startswith("m.csv: 24 rows (train ") and "seeded split" in line
+    assert "label label (classification, 3 classes); image image; text caption" in line
+    assert line.endswith("; not used: row_id. Change with --columns ROLE=COL,... (or --target)")
+    assert DataMeta.from_json(json.loads(json.dumps(d.meta.to_json()))).read_as == line
 
 
 def test_single_class_is_unusable(tmp_path):
