@@ -241,8 +241,10 @@ def read_as(manifest: Path, df: pd.DataFrame, roles: dict[str, list[str]], targe
              *(f"{r} {', '.join(c)}" for r, c in roles.items() if r not in ("label", "split", "group"))]
     how = {"seeded": "seeded split", "column": f"split column {roles.get('split', ['?'])[0]}",
            "column+seeded": f"split column {roles.get('split', ['?'])[0]}, the rest seeded"}.get(source, source)
-    line = (f"{Path(manifest).name}: {len(df)} rows (train {counts.get('train', 0)} · val {counts.get('val', 0)} · "
-            f"test {counts.get('test', 0)}, {how}); " + "; ".join(parts))
+    skipped = len(df) - sum(counts.values())
+    line = (f"{Path(manifest).name}: {len(df)} rows ({f'{skipped} skipped; ' if skipped else ''}"
+            f"train {counts.get('train', 0)} · val {counts.get('val', 0)} · test {counts.get('test', 0)}, {how}); "
+            + "; ".join(parts))
     if roles.get("group"):
         line += f"; rows grouped by {roles['group'][0]}"
     unused = [str(c) for c in df.columns if c not in used]

@@ -129,6 +129,7 @@ def _run(opts: SearchOptions, console: Any, phases: Phases) -> SearchResult:
                         home=home, cuda=pick_device().type == "cuda")  # a GPU allows larger inputs
     check_losses_fit(space, data.meta.target)
     settings = resolve_settings(space, opts, data.meta.target)  # flag errors before Ray starts
+    say(f"Data: {data.meta.read_as}", opts.quiet, console)  # before the features, which may take minutes
 
     import ray
 
@@ -136,7 +137,6 @@ def _run(opts: SearchOptions, console: Any, phases: Phases) -> SearchResult:
     try:
         phases.enter("features")
         notes = build_features(data, space, home=home, quiet=opts.quiet)
-        say(f"Data: {data.meta.read_as}", opts.quiet, console)
         say_prepared(data.meta.chosen, [*pretrained.summary(space), *notes], opts.quiet, console)
         phases.enter("ray")
         ray_start.result()
