@@ -33,7 +33,7 @@ from autofusion.data.arrays import IndexedRows, distinct_cells
 from autofusion.home import decode_cache_dir
 from autofusion.modalities.base import DecodeError, Modality
 
-CACHE_VERSION = 3  # 3: distinct files once plus a row index, written in chunks (entries of 2 are not read)
+CACHE_VERSION = 4  # 3: distinct files once plus a row index, written in chunks; 4: photos turned upright (EXIF)
 CHUNK_BYTES = 32 * 2**20  # decoded bytes per chunk written
 log = logging.getLogger(__name__)
 

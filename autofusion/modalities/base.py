@@ -209,6 +209,14 @@ def open_source(source: str | Path | bytes) -> Any:
     return str(path)
 
 
+def upright(im: Any) -> Any:
+    """The image as it is meant to be seen: a phone's photo turned by its EXIF orientation tag
+    (stored sideways, shown upright), as every viewer shows it; other images unchanged."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+
+
 def round_up(value: float, step: int) -> int:
     """``value`` rounded up to a multiple of ``step``."""
     return int(-(-int(np.ceil(value)) // step) * step)

@@ -22,6 +22,7 @@ from autofusion.modalities.base import (
     open_source,
     register_modality,
     round_up,
+    upright,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -98,13 +99,14 @@ class ImageModality(Modality):
 
 
 def decode_image(source: str | Path | bytes, size: int) -> np.ndarray:
-    """Image -> uint8 ``[3, size, size]`` RGB (Pillow; resized with bilinear filtering)."""
+    """Image -> uint8 ``[3, size, size]`` RGB (Pillow; turned upright, resized with bilinear
+    filtering)."""
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
     try:
         with PILImage.open(open_source(source)) as im:
-            im = im.convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)
+            im = upright(im).convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
     except DecodeError:
         raise

@@ -563,3 +563,28 @@ def test_inspect_still_raises_for_unusable_manifests(tmp_path):
     with pytest.raises(DataError) as info:
         inspect_facts(path, home=tmp_path / "home")
     assert str(info.value).startswith(f"{path.resolve()}: no column of any modality")
+
+
+@pytest.mark.parametrize("decode", ["decode_image", "decode_small", "decode_crop"])
+def test_a_phones_sideways_photo_is_decoded_upright(decode):
+    """A JPEG stored sideways with EXIF orientation 6 (a phone held upright) is decoded as it is
+    shown, by every image decoder: the modality's, the pixel statistics' and the pretrained one's."""
+    import io
+
+    from PIL import Image
+
+    from autofusion.modalities.image import decode_image
+    from autofusion.models.encoders._pretrained import decode_crop
+    from autofusion.models.encoders.image import decode_small
+
+    fn = {"decode_image": decode_image, "decode_small": decode_small, "decode_crop": decode_crop}[decode]
+    stored = np.zeros((32, 64, 3), np.uint8)
+    stored[:, :32] = 255  # stored: white on the left; shown (turned 90 degrees clockwise): white on top
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 6
+    turned, plain = io.BytesIO(), io.BytesIO()
+    Image.fromarray(stored).save(turned, "JPEG", exif=exif, quality=95)
+    Image.fromarray(stored).save(plain, "JPEG", quality=95)
+    shown, as_stored = fn(turned.getvalue(), 16)[0].astype(float), fn(plain.getvalue(), 16)[0].astype(float)
+    assert shown[:4].mean() > 200 and shown[-4:].mean() < 50  # white on top, dark at the bottom
+    assert abs(as_stored[:4].mean() - as_stored[-4:].mean()) < 20  # no tag: as stored, left and right

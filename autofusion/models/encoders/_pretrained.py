@@ -34,13 +34,14 @@ from torch import Tensor, nn
 
 from autofusion.errors import ConfigError
 from autofusion.modalities import DecodeError, ModalityInfo
-from autofusion.modalities.base import open_source
+from autofusion.modalities.base import open_source, upright
 from autofusion.models.base import Encoder, Tokens
 from autofusion.models.encoders._embed import embed, embed_batch_size
 from autofusion.models.extractors import FeatureExtractor
 from autofusion.models.weights import Weights
 
-FROZEN_OUTPUTS_VERSION = 2  # part of every feature-cache key: raise it when embed() changes (2: tokens padded to max_tokens)
+FROZEN_OUTPUTS_VERSION = 3  # part of every feature-cache key: raise it when embed() changes (2: tokens padded
+# to max_tokens; 3: photos turned upright by their EXIF orientation)
 
 
 class ModelInputs(FeatureExtractor):
@@ -127,7 +128,7 @@ def decode_crop(source: Any, size: int, crop_pct: float = 1.0, interpolation: st
         interpolation, Image.Resampling.BICUBIC)
     try:
         with Image.open(open_source(source)) as im:
-            im = im.convert("RGB")
+            im = upright(im).convert("RGB")
             scale = size / crop_pct / min(im.size)
             w, h = max(size, round(im.size[0] * scale)), max(size, round(im.size[1] * scale))
             im = im.resize((w, h), resample)
