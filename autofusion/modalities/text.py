@@ -34,7 +34,11 @@ from autofusion.modalities.base import (
 )
 
 PAD, UNK = 0, 1
-_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# Scripts written without spaces between words (Chinese, Japanese kana, Thai): each character
+# is a token there, as a word is in scripts with spaces.
+_UNSPACED = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_UNSPACED}]|[^\W{_UNSPACED}]+|[^\w\s]", re.UNICODE)
+_TERM = re.compile(rf"[{_UNSPACED}]|[^\W{_UNSPACED}]+", re.UNICODE)  # words and characters, no punctuation
 MAX_LENGTH_CAP = 256  # tokens, on the CPU
 MAX_LENGTH_CAP_GPU = 512
 
@@ -53,7 +57,7 @@ class TextPrep(PrepSettings):
 
 
 def tokenize(text: str, lowercase: bool = True) -> list[str]:
-    """Words and punctuation marks."""
+    """Words and punctuation marks; each character of a script written without spaces."""
     return _WORD.findall(text.lower() if lowercase else text)
 
 
@@ -87,8 +91,9 @@ _FILE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
 
 
 def free_text(vals: list[str]) -> bool:
-    """Sentences: most values have three words or more, and they are mostly distinct."""
-    multiword = sum(len(v.split()) >= 3 for v in vals) / len(vals)
+    """Sentences: most values have three words or more (a character of Chinese or Japanese
+    counts as a word), and they are mostly distinct."""
+    multiword = sum(len(_TERM.findall(v)) >= 3 for v in vals) / len(vals)
     return multiword >= 0.5 and len(set(vals)) >= 0.5 * len(vals)
 
 

@@ -82,6 +82,22 @@ def test_a_text_column_taken_by_its_name_leaves_room_for_the_others():
     assert given["text"] == ["Title"]  # what --columns names is all that role takes
 
 
+def test_chinese_and_japanese_reviews_are_text_one_token_per_character():
+    """Scripts written without spaces: a review is text (its characters count as words), and
+    each character is a token; English is tokenised as before, Korean (spaced) by its words."""
+    from autofusion.modalities import MODALITIES
+    from autofusion.modalities.text import tokenize
+
+    rng = np.random.default_rng(0)
+    reviews = ["".join(rng.choice(list("这个产品非常好用质量很棒物流也快太差了"), 12)) for _ in range(60)]
+    assert MODALITIES.get("text").recognises(reviews)
+    assert MODALITIES.get("text").recognises([r[:6] + "です" for r in reviews])
+    assert tokenize("iPhone很好用, really! 東京タワー 안녕하세요 친구") == [
+        "iphone", "很", "好", "用", ",", "really", "!", "東", "京", "タ", "ワ", "ー", "안녕하세요", "친구"]
+    assert tokenize("Hello, world: it's 3.5 stars") == ["hello", ",", "world", ":", "it", "'", "s", "3", ".", "5",
+                                                         "stars"]
+
+
 @pytest.mark.parametrize("values, text", [
     ([f"{FIRST[i % 12]} {LAST[i % 10]}" for i in range(60)], True),      # names: many distinct, with a space
     ([["drama", "comedy", "horror"][i % 3] for i in range(60)], False),   # few values: categories
