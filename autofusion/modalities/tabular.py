@@ -89,6 +89,9 @@ def numbers(col: pd.Series) -> np.ndarray:
     """A column as float64, NaN where missing or not a number. A date or time (``2021-03-04``,
     ``04/03/2021 10:00``, a Parquet timestamp) is its nanoseconds since 1970, so a date column
     means the same read from a CSV's strings or a Parquet file's timestamps."""
+    series = pd.Series(col)
+    if pd.api.types.is_numeric_dtype(series.dtype):  # numbers already (a Parquet or typed column): no cell to parse
+        return pd.to_numeric(series, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
     cells = pd.Series(col, dtype=object).map(lambda v: None if is_missing(v) else v)
     dated = cells.map(is_time).astype(bool)
     x = pd.to_numeric(cells.where(~dated, None), errors="coerce").astype("float64")
