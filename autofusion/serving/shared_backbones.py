@@ -142,6 +142,8 @@ def split_backbones(model: nn.Module, state: dict[str, torch.Tensor],
     rest, where = dict(state), {}
     for enc in pretrained_encoders(model).values():
         path = paths[id(enc.backbone)]
+        if path in where:  # one backbone module held by two encoders: taken out once
+            continue
         part = {k[len(path) + 1:]: rest.pop(k) for k in list(rest) if k.startswith(path + ".")}
         where[path] = files.put(part)
     return rest, where
