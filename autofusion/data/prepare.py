@@ -181,8 +181,9 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
     for code, name in ((TRAIN, "train"), (VAL, "val")):
         if not (split == code).any():
             raise DataError(f"{manifest}: no {name} rows left after the split; add rows or change the split column")
-    if (split == TRAIN).sum() < MIN_TRAIN_ROWS:
-        raise DataError(f"{manifest}: {int((split == TRAIN).sum())} training rows after the split, of {len(keep)} "
+    split_counts = {n: int((split == c).sum()) for c, n in enumerate(NAMES)}
+    if split_counts["train"] < MIN_TRAIN_ROWS:
+        raise DataError(f"{manifest}: {split_counts['train']} training rows after the split, of {len(keep)} "
                         f"usable rows; a model needs at least {MIN_TRAIN_ROWS}: add rows or change the split column")
     source = "seeded" if "split" not in roles else ("column" if np.array_equal(split, given) else "column+seeded")
 
@@ -215,12 +216,11 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
         prep=check.prep, states=states, fingerprint=check.fingerprint, manifest=str(manifest), columns=roles,
         rows=len(df), skipped=len(df) - len(keep), inputs=[i.to_json() for i in check.inputs],
         bad_rows=[str(b) for b in check.bad[:20]] + dropped,
-        split_counts={n: int((split == c).sum()) for c, n in enumerate(NAMES)}, class_counts=counts,
+        split_counts=split_counts, class_counts=counts,
         allow_missing=list(ds.allow_missing), split_source=source, cache_hit=check.cache_hit,
         chosen=chosen,
         target_scale=scale,
-        read_as=read_as(manifest, df, roles, target, classes, {n: int((split == c).sum()) for c, n in enumerate(NAMES)},
-                        source),
+        read_as=read_as(manifest, df, roles, target, classes, split_counts, source),
     )
     return PreparedData(arrays, present, kept_targets, split, keep + 1, meta, raw=raw,
                         groups=None if check.groups is None else check.groups[keep])

@@ -149,7 +149,7 @@ def repeated_codes(texts: list[str], distinct: int) -> bool:
     """Many distinct one-token strings that repeat across rows (brands, shop or model codes:
     ``brand_17``): categories, though too many for :func:`category_limit`. Identifiers (a value
     per row) do not repeat; names and tag lists hold separators and are text."""
-    dates = sum(bool(DATE.match(t)) for t in texts) / len(texts)
+    dates = sum(map(is_time, texts)) / len(texts)
     return separated_share(texts) < SEPARATED_SHARE and dates < 0.5 and distinct <= REPEATED_SHARE * len(texts)
 
 

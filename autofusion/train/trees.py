@@ -121,9 +121,12 @@ class TreeData:
         with ``linear``; through ``features`` when given (fitted already: bagging's folds
         share one), else through features fitted on the training rows."""
         tr, va = data.indices(TRAIN), data.indices(VAL)
-        features = features or fit_features(data, tr, seed, inputs, linear)
+        fitted = features is not None
+        features = features if fitted else _layout(data, inputs, linear)
         blocks = features.blocks
         train = block_columns(data, blocks, tr)
+        if not fitted:
+            features.fit(train, seed=seed)
         target = data.meta.target
         return cls(features, features.matrix(train), _labels(data.targets[tr], target),
                    features.matrix(block_columns(data, blocks, va)), _labels(data.targets[va], target))
@@ -203,9 +206,14 @@ def fit_features(data: PreparedData, rows: np.ndarray, seed: int = 0, inputs: st
                  linear: bool = False) -> TreeFeatures:
     """The feature layout of a member over ``inputs`` (its SVD, or the linear layout's widths
     and scales) fitted on ``rows``: no labels are read."""
-    features = TreeFeatures([b for b in tree_blocks(data) if _reads(data, b, inputs)], linear=linear)
+    features = _layout(data, inputs, linear)
     features.fit(block_columns(data, features.blocks, rows), seed=seed)
     return features
+
+
+def _layout(data: PreparedData, inputs: str, linear: bool) -> TreeFeatures:
+    """The member's blocks over ``inputs``, not fitted yet."""
+    return TreeFeatures([b for b in tree_blocks(data) if _reads(data, b, inputs)], linear=linear)
 
 
 def refit(data: PreparedData, params: dict[str, Any], *, seed: int = 0, threads: int = 1,
