@@ -134,12 +134,19 @@ def via_autofusion(configs: list[tuple[dict, dict]], task: str, manifest: Path, 
 def _search(job: dict) -> dict:
     """(c)'s search (in its child process, which prints the result as its last line)."""
     from autofusion.phases import process_started
-    from autofusion.search.driver import run_search
+    from autofusion.search import raystart
     from autofusion.search.records import SearchOptions
 
     started = process_started() or time.time()
     known = {k: v for k, v in job.items() if k in SearchOptions.__dataclass_fields__}  # older versions: fewer
-    res = run_search(SearchOptions(**{**known, "enqueue": tuple(job["enqueue"])}), started=started)
+    opts = SearchOptions(**{**known, "enqueue": tuple(job["enqueue"])})
+    if hasattr(raystart, "start_early"):  # as `autofusion search` does, before the driver's imports
+        from autofusion.search.checks import space_search
+
+        raystart.start_early(opts, space_search(opts.task, opts.space))
+    from autofusion.search.driver import run_search
+
+    res = run_search(opts, started=started)
     return {"phases": res.phases, "tune": res.tune_seconds, "ran": started, "in_trial": sum(t.seconds for t in res.trials)}
 
 

@@ -41,7 +41,9 @@ for _command in (search, promote, ui, spaces, data, trials, models, predict, exp
 def main() -> None:
     """Console entry point. A command that marks ``exit_now`` (a finished search) ends its
     process with :func:`exit_now`."""
-    obj: dict = {"started": process_started()}  # a search's phases count from the process's start
+    # a search's phases count from the process's start; a search in a process of its own may
+    # start Ray before it reads the data (search/raystart.py, start_early)
+    obj: dict = {"started": process_started(), "own_process": True}
     try:
         cli(prog_name="autofusion", obj=obj)
     except SystemExit as exc:

@@ -23,6 +23,7 @@ driver = LazyImport("autofusion.search.driver")
 checks = LazyImport("autofusion.search.checks")
 manifest = LazyImport("autofusion.data.manifest")
 auto = LazyImport("autofusion.spaces.auto")
+raystart = LazyImport("autofusion.search.raystart")
 RESOURCE_FLAGS = ("cpus_per_trial", "gpus_per_trial", "memory_per_trial", "address")
 
 
@@ -83,8 +84,8 @@ def search(ctx: click.Context, **kw: Any) -> None:
     if not kw["resume"]:  # a resumed search checks what it was started with
         # What needs no data, in about a second, before the driver's imports (torch) and the data:
         # each trial's resources against the cluster (probing --address), then the store.
-        checks.check_resources(SearchOptions(**{k: kw[k] for k in RESOURCE_FLAGS}),
-                               checks.space_search(kw["task"], kw["space"]))
+        search_section = checks.space_search(kw["task"], kw["space"])
+        checks.check_resources(SearchOptions(**{k: kw[k] for k in RESOURCE_FLAGS}), search_section)
         tracking.check_store(tracking.resolve_tracking_uri(kw["tracking_uri"]))
     columns = manifest.parse_columns_flag(kw["columns"])
     opts = SearchOptions(
@@ -97,6 +98,8 @@ def search(ctx: click.Context, **kw: Any) -> None:
         address=kw["address"], tracking_uri=kw["tracking_uri"], experiment=kw["experiment"],
         resume=kw["resume"], warm_start=kw["warm_start"], demo_samples=kw["demo_samples"], quiet=kw["quiet"], verbose=bool(ctx.obj.get("verbose")),
     )
+    if not kw["resume"] and ctx.obj.get("own_process") and raystart.start_early(opts, search_section):
+        ctx.obj["exit_now"] = True  # Ray ends with the process, whether the search finishes or stops
     if from_data:  # the space assembled from the data's columns
         opts = replace(opts, space=str(auto.write_auto_space(opts.data, columns, kw["name"], target=kw["target"]).path))
     try:

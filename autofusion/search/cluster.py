@@ -239,9 +239,11 @@ def quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def init_ray(address: str | None, verbose: bool) -> bool:
+def init_ray(address: str | None, verbose: bool, warm: bool = False) -> bool:
     """Starts a local Ray of its own, or joins ``address`` (or ``RAY_ADDRESS``) after probing
-    it; returns whether this call started or joined Ray (and so should shut it down)."""
+    it; returns whether this call started or joined Ray (and so should shut it down).
+    ``warm``: a local Ray's idle workers import what a trial needs as they start
+    (``search/warmworkers.py``)."""
     import ray
     from ray.exceptions import RayError
 
@@ -252,6 +254,10 @@ def init_ray(address: str | None, verbose: bool) -> bool:
         probe_address(target)
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.INFO if verbose else logging.ERROR,
                                   log_to_driver=verbose, configure_logging=True)
+    if warm and target is None:
+        from autofusion.search.warmworkers import local_system_config
+
+        kwargs["_system_config"] = local_system_config()
     try:
         # "local": a new instance even when RAY_ADDRESS or a recorded (maybe dead) cluster exists.
         ray.init(address=target or "local", **kwargs)

@@ -39,7 +39,7 @@ from autofusion.search.features import (
     trial_tags,
 )
 from autofusion.search.progress import ProgressView, say, say_prepared
-from autofusion.search.raystart import RayStart
+from autofusion.search.raystart import start_ray, take_early
 from autofusion.search.records import (
     EnsembleResult,
     SearchInterrupted,
@@ -59,12 +59,6 @@ from autofusion.spaces.load import with_target
 from autofusion.tracking import artifacts, report
 from autofusion.tracking.writer import TrackingWriter
 from autofusion.train.batches import pick_device
-
-# Ray Tune's settings, set before Ray starts so that its processes inherit them.
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a search never downloads weights (autofusion weights pull does)
 
 # Imported when first used: Ray Tune, torch and MLflow's pyfunc take seconds to import.
 tuner = LazyImport("autofusion.search.tuner")
@@ -104,7 +98,9 @@ def run_search(opts: SearchOptions, *, console: Any = None, started: float | Non
 
 
 def _run(opts: SearchOptions, console: Any, phases: Phases) -> SearchResult:
-    """``run_search`` under ``phases``: the checks, the data, Ray, the trials and the end."""
+    """``run_search`` under ``phases``: the checks, the data, Ray (``autofusion search``'s started
+    before the data, ``raystart.start_early``, or one started now), the trials and the end."""
+    ray_start = take_early()
     quiet_libraries(opts.verbose)
     t0 = phases.started
     home = Path(opts.home).resolve() if opts.home else autofusion_home()
@@ -133,7 +129,7 @@ def _run(opts: SearchOptions, console: Any, phases: Phases) -> SearchResult:
 
     import ray
 
-    ray_start = RayStart(opts.address, opts.verbose)  # Ray's processes start beside the features
+    ray_start = ray_start or start_ray(opts.address, opts.verbose, lambda n: fit_to_cluster(settings, {"CPU": n}).concurrency)
     try:
         phases.enter("features")
         notes = build_features(data, space, home=home, quiet=opts.quiet)

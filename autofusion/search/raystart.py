@@ -1,13 +1,17 @@
 """Ray before it runs: the nodes a search will get, read without starting Ray (so that a trial
 no node can hold is found before the data is read), and Ray started on a thread of its own
-while the driver prepares the features."""
+while the driver prepares the features, or, for ``autofusion search`` in a process of its own,
+as soon as the checks that need no data have passed (:func:`start_early`), beside the
+driver's imports and the data."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from autofusion.search.cluster import (
@@ -16,8 +20,19 @@ from autofusion.search.cluster import (
     quiet_native_stderr,
     resolve_address,
 )
+from autofusion.search.records import SearchOptions
+from autofusion.search.settings import planned_concurrency
+from autofusion.search.warmworkers import forget_local_start, pays
+from autofusion.spaces.schema import SearchSettings
 
 log = logging.getLogger(__name__)
+
+# Ray Tune's settings, set before Ray starts (here: early, or after the data) so that its
+# processes inherit them.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a search never downloads weights (autofusion weights pull does)
 
 
 class RayStart:
@@ -27,14 +42,14 @@ class RayStart:
     long as the Ray it started: Ray's processes ask Linux to kill them when their parent ends
     (``PR_SET_PDEATHSIG``), and Linux means the thread that started them."""
 
-    def __init__(self, address: str | None, verbose: bool) -> None:
+    def __init__(self, address: str | None, verbose: bool, warm: bool = False) -> None:
         self._done, self._release, self._stopped = threading.Event(), threading.Event(), threading.Event()
         self._started, self._error = False, None
-        threading.Thread(target=self._run, args=(address, verbose), name="autofusion-ray", daemon=True).start()
+        threading.Thread(target=self._run, args=(address, verbose, warm), name="autofusion-ray", daemon=True).start()
 
-    def _run(self, address: str | None, verbose: bool) -> None:
+    def _run(self, address: str | None, verbose: bool, warm: bool) -> None:
         try:
-            self._started = init_ray(address, verbose)
+            self._started = init_ray(address, verbose, warm=warm)
         except BaseException as exc:  # noqa: BLE001 - raised where the search waits for Ray
             self._error = exc
         finally:
@@ -45,6 +60,7 @@ class RayStart:
                 import ray
 
                 ray.shutdown()
+                forget_local_start()
         except Exception as exc:  # noqa: BLE001 - stopping is best effort; the processes die with the thread
             log.warning("ray.shutdown: %s: %s", type(exc).__name__, exc)
         finally:
@@ -69,6 +85,39 @@ class RayStart:
         self._stopped.wait()
 
 
+_early: RayStart | None = None  # started by start_early, not yet taken by the driver
+
+
+def start_early(opts: SearchOptions, search: SearchSettings | None) -> bool:
+    """Starts a local Ray now, on a thread of its own, for the search ``opts`` describes
+    (``search``: its space file's ``search`` section): its processes, and its idle workers'
+    imports (``search/warmworkers.py``), run beside the driver's imports and the data, on the
+    cores those leave idle; the driver takes it (:func:`take_early`). Only for a local Ray
+    (a cluster is started already), and only where the process ends with the command: a Ray
+    started for a manifest that turns out bad is not stopped, it ends with the process
+    (``cli.exit_now``). Returns whether it started one."""
+    global _early
+    if _early is not None or resolve_address(opts.address)[0] is not None:
+        return False
+    _early = start_ray(None, opts.verbose, lambda cpus: planned_concurrency(search or SearchSettings(), opts, cpus))
+    return True
+
+
+def start_ray(address: str | None, verbose: bool, at_once: Callable[[float], int]) -> RayStart:
+    """:class:`RayStart` for a search that runs ``at_once(cpus)`` trials at once where Ray has
+    ``cpus`` CPUs; a local Ray's idle workers are warm when every one of them will hold a
+    trial (``search/warmworkers.py``)."""
+    cpus = local_cpus()
+    return RayStart(address, verbose, warm=resolve_address(address)[0] is None and pays(at_once(cpus), cpus))
+
+
+def take_early() -> RayStart | None:
+    """The Ray :func:`start_early` started, once (None: none)."""
+    global _early
+    out, _early = _early, None
+    return out
+
+
 def planned_nodes(address: str | None) -> list[dict[str, Any]] | None:
     """The nodes a search will run on, read before Ray starts, as ``ray.nodes()`` records: for
     a local Ray, the one node Ray makes of this machine (Ray's own detection of its CPUs, GPUs
@@ -88,6 +137,11 @@ def planned_nodes(address: str | None) -> list[dict[str, Any]] | None:
         return _cluster_nodes(target)
     except Exception:  # noqa: BLE001 - Ray's private API changed: check once Ray is up
         return None
+
+
+def local_cpus() -> float:
+    """The CPUs a local Ray would give this machine's node (its idle workers: one per CPU)."""
+    return float(_local_resources().get("CPU", 1.0))
 
 
 @functools.lru_cache(maxsize=1)

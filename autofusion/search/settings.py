@@ -93,8 +93,21 @@ def fit_to_cluster(settings: Settings, resources: dict[str, float]) -> Settings:
     trials at once as its CPUs hold unless told (whether a trial fits a node at all is
     :func:`autofusion.search.cluster.check_trial_resources`'s job)."""
     cpus = float(resources.get("CPU", os.cpu_count() or 1))
-    concurrency = settings.concurrency or max(1, int(cpus // max(settings.cpus_per_trial, 1e-9)))
-    return replace(settings, concurrency=max(1, min(concurrency, settings.num_trials)))
+    return replace(settings, concurrency=_at_once(settings.concurrency, settings.cpus_per_trial,
+                                                  settings.num_trials, cpus))
+
+
+def planned_concurrency(s: SearchSettings, opts: SearchOptions, cpus: float) -> int:
+    """The trials at once that :func:`fit_to_cluster` will settle on where Ray has ``cpus``
+    CPUs, from the flags and the space file's ``search`` section ``s`` alone (no data)."""
+    return _at_once(opts.concurrency or s.concurrency or 0, trial_resources(s, opts)[0],
+                    opts.num_trials or s.num_trials, cpus)
+
+
+def _at_once(concurrency: int, cpus_per_trial: float, num_trials: int, cpus: float) -> int:
+    """``concurrency`` when set, else as many trials as ``cpus`` hold; never above ``num_trials``."""
+    concurrency = concurrency or max(1, int(cpus // max(cpus_per_trial, 1e-9)))
+    return max(1, min(concurrency, num_trials))
 
 
 def check_losses_fit(space: Space, target: str) -> None:

@@ -25,6 +25,7 @@ from autofusion.search.progress import ProgressView
 from autofusion.search.searcher import ScheduledOptunaSearch
 from autofusion.search.settings import make_sampler, make_scheduler
 from autofusion.search.trainable import TrialSettings, run_trial
+from autofusion.search.warmworkers import plain_trial_actors
 from autofusion.spaces import define_by_run
 from autofusion.tracking.writer import TrackingWriter
 
@@ -37,7 +38,7 @@ def run_trials(ctx: SearchContext, writer: TrackingWriter, view: ProgressView, r
     SearchCallback.attach(ctx.parent, writer, view)
     tuner, searcher = _tuner(ctx, callback, remaining)
     t0 = time.time()
-    with view, keeping_idle_actors(s.concurrency):
+    with view, keeping_idle_actors(s.concurrency), plain_trial_actors():
         tuner.fit()  # SIGTERM arrives as Ctrl-C (driver.py): Tune ends gracefully and saves its state
     searcher.flush()  # results held back to keep the sampler's history in order (searcher.py)
     out_of_time = s.time_budget is not None and time.time() - t0 >= s.time_budget * 0.98
