@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,32 +44,44 @@ def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> list[TrialRecord]
     linear member's 8 fits take seconds on small data), and adds each to ``ctx.records``
     as a finished trial (logged as a child run of the search); their records (none when
     nothing can be read as a feature row)."""
-    from autofusion.train.trees import linear_inputs, tune_linear, tune_trees
+    from autofusion.train.trees import linear_inputs
+
+    budget = min(MAX_SECONDS, max(MIN_SECONDS, TRIALS_SHARE * trials_seconds))  # each member's
+    members = [(KIND, "all"), *((LINEAR, i) for i in linear_inputs(ctx.data))]
+    done = {m: next((r for r in ctx.records.values() if r.kind == m[0] and (
+        m[0] == KIND or r.config.get(f"{LINEAR}.inputs", "all") == m[1])), None) for m in members}
+    todo = [m for m in members if done[m] is None]  # a resumed search keeps the ones it had
+    out = []
+    # The trials are over and their cores idle: the members are tuned at once (LightGBM and
+    # scikit-learn release the GIL while they fit), and logged one after another, in order.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+        tuning = {m: pool.submit(_tune, ctx, *m, budget) for m in todo}
+        for m in members:
+            if done[m] is not None:
+                out.append(done[m])
+                continue
+            try:
+                res = tuning[m].result()
+            except Exception as exc:  # noqa: BLE001 - a member that cannot be fitted: the search goes on without it
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                say(f"The {m[0]} member over {m[1]} inputs could not be fitted on {len(ctx.data.indices(TRAIN))} "
+                    f"training rows ({type(exc).__name__}: {first}); the search goes on without it",
+                    ctx.opts.quiet, ctx.console)
+                continue
+            if res.best is not None:
+                out.append(_add_member(ctx, writer, res))
+    return out
+
+
+def _tune(ctx: Any, kind: str, inputs: str, seconds: float) -> Any:
+    """One member's tuning loop (``train/trees.py``) over ``inputs``, for at most ``seconds``."""
+    from autofusion.train.trees import tune_linear, tune_trees
 
     s = ctx.settings
-    budget = min(MAX_SECONDS, max(MIN_SECONDS, TRIALS_SHARE * trials_seconds))  # each member's
-    out = []
-    for kind, inputs in [(KIND, "all"), *((LINEAR, i) for i in linear_inputs(ctx.data))]:
-        done = next((r for r in ctx.records.values()
-                     if r.kind == kind and (kind == KIND or r.config.get(f"{LINEAR}.inputs", "all") == inputs)), None)
-        if done is not None:  # a resumed search that had it
-            out.append(done)
-            continue
-        try:
-            if kind == KIND:
-                res = tune_trees(ctx.data, s.metric, s.mode, configs=CONFIGS, seconds=budget, seed=s.seed,
-                                 threads=tree_threads(len(ctx.data.indices(TRAIN))))
-            else:
-                res = tune_linear(ctx.data, s.metric, s.mode, seed=s.seed, seconds=budget, inputs=inputs)
-        except Exception as exc:  # noqa: BLE001 - a member that cannot be fitted: the search goes on without it
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            say(f"The {kind} member over {inputs} inputs could not be fitted on {len(ctx.data.indices(TRAIN))} "
-                f"training rows ({type(exc).__name__}: {first}); the search goes on without it",
-                ctx.opts.quiet, ctx.console)
-            continue
-        if res.best is not None:
-            out.append(_add_member(ctx, writer, res))
-    return out
+    if kind == KIND:
+        return tune_trees(ctx.data, s.metric, s.mode, configs=CONFIGS, seconds=seconds, seed=s.seed,
+                          threads=tree_threads(len(ctx.data.indices(TRAIN))))
+    return tune_linear(ctx.data, s.metric, s.mode, seed=s.seed, seconds=seconds, inputs=inputs)
 
 
 def _add_member(ctx: Any, writer: Any, res: Any) -> TrialRecord:
