@@ -107,8 +107,11 @@ def start_ray(address: str | None, verbose: bool, at_once: Callable[[float], int
     """:class:`RayStart` for a search that runs ``at_once(cpus)`` trials at once where Ray has
     ``cpus`` CPUs; a local Ray's idle workers are warm when every one of them will hold a
     trial (``search/warmworkers.py``)."""
-    cpus = local_cpus()
-    return RayStart(address, verbose, warm=resolve_address(address)[0] is None and pays(at_once(cpus), cpus))
+    try:
+        warm = resolve_address(address)[0] is None and pays(at_once(local_cpus()), local_cpus())
+    except Exception:  # noqa: BLE001 - Ray's private detection moved: cold workers, as before
+        warm = False
+    return RayStart(address, verbose, warm=warm)
 
 
 def take_early() -> RayStart | None:
