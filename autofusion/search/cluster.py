@@ -262,6 +262,10 @@ def init_ray(address: str | None, verbose: bool, warm: bool = False) -> bool:
         # "local": a new instance even when RAY_ADDRESS or a recorded (maybe dead) cluster exists.
         ray.init(address=target or "local", **kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError, RayError) as exc:
+        if warm and target is None:
+            from autofusion.search.warmworkers import forget_local_start
+
+            forget_local_start()
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         where = f"the Ray cluster at {(address or target)!r}" if target else "a local Ray instance"
         raise ClusterError(f"cannot start or reach {where}: {first}") from None

@@ -129,7 +129,9 @@ def _run(opts: SearchOptions, console: Any, phases: Phases) -> SearchResult:
 
     import ray
 
-    ray_start = ray_start or start_ray(opts.address, opts.verbose, lambda n: fit_to_cluster(settings, {"CPU": n}).concurrency)
+    ray_start = ray_start or start_ray(opts.address, opts.verbose,  # beside the features
+                                       lambda cpus: fit_to_cluster(settings, {"CPU": cpus}).concurrency,
+                                       settings.gpus_per_trial)
     try:
         phases.enter("features")
         notes = build_features(data, space, home=home, quiet=opts.quiet)

@@ -21,7 +21,7 @@ from autofusion.search.cluster import (
     resolve_address,
 )
 from autofusion.search.records import SearchOptions
-from autofusion.search.settings import planned_concurrency
+from autofusion.search.settings import planned_concurrency, trial_resources
 from autofusion.search.warmworkers import forget_local_start, pays
 from autofusion.spaces.schema import SearchSettings
 
@@ -99,19 +99,32 @@ def start_early(opts: SearchOptions, search: SearchSettings | None) -> bool:
     global _early
     if _early is not None or resolve_address(opts.address)[0] is not None:
         return False
-    _early = start_ray(None, opts.verbose, lambda cpus: planned_concurrency(search or SearchSettings(), opts, cpus))
+    s = search or SearchSettings()
+    _early = start_ray(None, opts.verbose, lambda cpus: planned_concurrency(s, opts, cpus), trial_resources(s, opts)[1])
     return True
 
 
-def start_ray(address: str | None, verbose: bool, at_once: Callable[[float], int]) -> RayStart:
+def start_ray(address: str | None, verbose: bool, at_once: Callable[[float], int],
+              gpus_per_trial: float = 0.0) -> RayStart:
     """:class:`RayStart` for a search that runs ``at_once(cpus)`` trials at once where Ray has
-    ``cpus`` CPUs; a local Ray's idle workers are warm when every one of them will hold a
-    trial (``search/warmworkers.py``)."""
+    ``cpus`` CPUs (fewer where each takes ``gpus_per_trial`` of this machine's GPUs); a local
+    Ray's idle workers are warm when every one of them will hold a trial
+    (``search/warmworkers.py``)."""
+    return RayStart(address, verbose, warm=warm_pays(address, at_once, gpus_per_trial))
+
+
+def warm_pays(address: str | None, at_once: Callable[[float], int], gpus_per_trial: float = 0.0) -> bool:
+    """Whether :func:`start_ray`'s Ray gets warm idle workers: a local one whose idle workers
+    (one per CPU) the trials at once (``at_once(cpus)``, fewer where GPUs bound them) all take."""
+    if resolve_address(address)[0] is not None:
+        return False
     try:
-        warm = resolve_address(address)[0] is None and pays(at_once(local_cpus()), local_cpus())
+        n = at_once(local_cpus())
+        if gpus_per_trial > 0:
+            n = min(n, int(_local_resources().get("GPU", 0.0) // gpus_per_trial))
+        return pays(n, local_cpus())
     except Exception:  # noqa: BLE001 - Ray's private detection moved: cold workers, as before
-        warm = False
-    return RayStart(address, verbose, warm=warm)
+        return False
 
 
 def take_early() -> RayStart | None:

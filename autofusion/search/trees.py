@@ -54,7 +54,8 @@ def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> list[TrialRecord]
     out = []
     # The trials are over and their cores idle: the members are tuned at once (LightGBM and
     # scikit-learn release the GIL while they fit), and logged one after another, in order.
-    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1)))
+    try:
         tuning = {m: pool.submit(_tune, ctx, *m, budget) for m in todo}
         for m in members:
             if done[m] is not None:
@@ -70,6 +71,8 @@ def run_trees(ctx: Any, writer: Any, trials_seconds: float) -> list[TrialRecord]
                 continue
             if res.best is not None:
                 out.append(_add_member(ctx, writer, res))
+    finally:  # Ctrl-C does not wait for the other members' loops (a process ending now ends them)
+        pool.shutdown(wait=False, cancel_futures=True)
     return out
 
 

@@ -83,3 +83,16 @@ def test_the_planned_concurrency_is_what_the_cluster_fit_settles_on(flags, secti
                         objectives=(), time_budget=None, cpus_per_trial=opts.cpus_per_trial or s.cpus_per_trial,
                         gpus_per_trial=0.0, grace_period=1)
     assert planned_concurrency(s, opts, cpus) == fit_to_cluster(settings, {"CPU": cpus}).concurrency
+
+
+def test_a_search_gets_warm_workers_only_on_a_local_ray_whose_idle_workers_its_trials_all_take(monkeypatch):
+    from autofusion.search import raystart
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cpus = raystart.local_cpus()
+    gpus = raystart._local_resources().get("GPU", 0.0)
+    assert raystart.warm_pays(None, lambda n: int(n))  # as many trials at once as CPUs
+    assert not raystart.warm_pays(None, lambda n: max(1, int(n) - 1)) or cpus < 2
+    assert not raystart.warm_pays("127.0.0.1:6379", lambda n: int(n))  # a cluster's workers are its own
+    # a trial per GPU: as many at once as GPUs, not CPUs (none here without one)
+    assert raystart.warm_pays(None, lambda n: int(n), gpus_per_trial=1.0) is (gpus >= cpus)
