@@ -26,8 +26,10 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-# What a trial process imports before its first batch (torch comes with the trainable).
-PRELOAD = ("ray.tune", "autofusion.search.trainable")
+# What a trial process imports before its first batch: torch comes with the trainable, and
+# torch's first optimizer imports torch._dynamo (0.6 s: ``Optimizer.add_param_group`` is
+# wrapped in ``torch._disable_dynamo``, which imports it when first called).
+PRELOAD = ("ray.tune", "autofusion.search.trainable", "torch._dynamo")
 # Idle workers outlive the driver's data and features: Ray's default (1 s past the soft
 # limit of one worker per CPU) could stop a warm worker as Tune asks for it.
 IDLE_KEEP_MS = 10 * 60 * 1000
