@@ -30,8 +30,9 @@ from typing import Any
 # torch's first optimizer imports torch._dynamo (0.6 s: ``Optimizer.add_param_group`` is
 # wrapped in ``torch._disable_dynamo``, which imports it when first called).
 PRELOAD = ("ray.tune", "autofusion.search.trainable", "torch._dynamo")
-# Idle workers outlive the driver's data and features: Ray's default (1 s past the soft
-# limit of one worker per CPU) could stop a warm worker as Tune asks for it.
+# Idle workers outlive the driver's data and features: with Ray's default threshold (1 s)
+# the raylet stopped the prestarted workers ("idle for a long time") about 10 s after its
+# start, in 1 of 3 runs just as Tune asked for them, and Tune's actors got new processes.
 IDLE_KEEP_MS = 10 * 60 * 1000
 
 _started_env: dict[str, str] | None = None  # this process's environment when it started Ray
