@@ -116,3 +116,31 @@ def test_the_bagged_model_is_the_searchs_and_serves_raw_rows(searched):
 
     p = modelregistry.promote(uri, search=result.parent_run_id)
     assert p.value == pytest.approx(g.test_metrics[p.metric])
+
+
+def test_a_row_member_that_cannot_be_fitted_is_left_out_with_a_line(tmp_path, ray_local, store_template, monkeypatch):
+    """LightGBM failing on the data (injected: its tuning raises) leaves the trees member out
+    with one line saying so; the linear members, tuned beside it, and the search go on."""
+    from rich.console import Console
+
+    from autofusion.train import trees as train_trees
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("LightGBM cannot split on these rows")
+
+    monkeypatch.setattr(train_trees, "tune_trees", broken)
+    from autofusion.spaces.auto import write_auto_space
+
+    manifest = _shop(tmp_path, n=120)
+    space = write_auto_space(manifest, home=tmp_path / "home")
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:
+        result = run_search(SearchOptions(space=str(space.path), data=str(manifest), num_trials=1, max_epochs=1, concurrency=1,
+                                          tracking_uri=new_store(tmp_path / "mlruns", store_template),
+                                          home=str(tmp_path / "home"), sampler="random", bagging="0", trees=True),
+                            console=Console(file=f, width=400))
+    assert [t.kind for t in result.trials] == ["fusion", LINEAR, LINEAR, LINEAR]
+    said = out.read_text()
+    assert "The lightgbm member over all inputs could not be fitted on" in said, said
+    assert "(RuntimeError: LightGBM cannot split on these rows); the search goes on without it" in said, said
+    assert result.best is not None
