@@ -17,6 +17,8 @@ suggest different trials, and end elsewhere. So results are told in the order th
 were suggested, and trial ``k`` is suggested only once every trial up to ``k - lag`` has been
 told (``lag``: the trials running at once); the sampler then sees the same history at every
 suggestion, whatever finished first, and trial ``k`` may start when trial ``k - lag`` ends.
+Where the suggestion cannot depend on the history (a random sampler; TPE's random start-up
+trials) trial ``k`` does not wait.
 Measured against waiting for whole batches (Ray's ``ConcurrencyLimiter(batch=True)``) on
 12 trials of varied length, 2 at once, it leaves a core idle about half as often.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from optuna.samplers import RandomSampler, TPESampler
 from ray.tune.search.optuna import OptunaSearch
 
 from autofusion.metrics import better
@@ -50,8 +53,9 @@ class ScheduledOptunaSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._ot_trials and self.lag > 1:
-            self._tell_up_to(len(self._order) - self.lag + 1)
-            if self._told < len(self._order) - self.lag + 1:
+            needed = len(self._order) - self.lag + 1
+            self._tell_up_to(needed)
+            if self._told < needed and not self._history_free(needed):
                 return None  # an earlier trial is still running: its result comes first
         config = super().suggest(trial_id)
         if config is not None and trial_id not in self._order:
@@ -78,6 +82,17 @@ class ScheduledOptunaSearch(OptunaSearch):
             self._held[trial_id] = (result, error)
             return
         super().on_trial_complete(trial_id, result=result, error=error)
+
+    def _history_free(self, told: int) -> bool:
+        """Whether the sampler's next suggestion is the same whatever it has been told, while
+        at most ``told`` trials are: a random sampler's always, TPE's while fewer trials than
+        its start-up count are told (it samples at random then; its group decomposition of the
+        space comes out the same whichever prefix of the trials it saw first). The trial then
+        starts without waiting for the one ``lag`` before it; results are still told in order."""
+        sampler = self._ot_study.sampler
+        if isinstance(sampler, RandomSampler):
+            return True
+        return isinstance(sampler, TPESampler) and told < getattr(sampler, "_n_startup_trials", 0)
 
     def _tell_up_to(self, count: int) -> None:
         """Tells the held results of the first ``count`` suggested trials, in order, up to

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from autofusion.search.searcher import ScheduledOptunaSearch
@@ -76,8 +77,8 @@ def test_a_trial_its_early_stopping_ended_is_finished_not_pruned():
     assert (searcher._ot_study.trials[0].state, searcher._ot_study.trials[0].value) == (TrialState.COMPLETE, 0.7)
 
 
-def _lagged(seed: int = 0) -> ScheduledOptunaSearch:
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=2, multivariate=True, group=True,
+def _lagged(seed: int = 0, startup: int = 2) -> ScheduledOptunaSearch:
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
                                          constant_liar=True)
     return ScheduledOptunaSearch(space=define_by_run(SPACE, 8), metric="val_accuracy", mode="max", sampler=sampler,
                                  lag=2)
@@ -116,11 +117,12 @@ def _simulate(searcher: ScheduledOptunaSearch, n: int, later_first: bool) -> lis
     return [configs[f"t{i}"] for i in range(n)]
 
 
-def test_the_sampler_sees_the_same_history_whatever_finishes_first():
-    in_order = _simulate(_lagged(), 8, later_first=False)
-    reversed_ = _simulate(_lagged(), 8, later_first=True)
+@pytest.mark.parametrize("startup", [1, 2, 4])
+def test_the_sampler_sees_the_same_history_whatever_finishes_first(startup):
+    in_order = _simulate(_lagged(startup=startup), 12, later_first=False)
+    reversed_ = _simulate(_lagged(startup=startup), 12, later_first=True)
     assert in_order == reversed_  # the same trials, whichever of two running trials ended first
-    told = _lagged()
+    told = _lagged(startup=1)
     assert told.suggest("a") is not None and told.suggest("b") is not None
     told.on_trial_complete("b", {"val_accuracy": 0.5, "training_iteration": 1, "planned_epochs": 1.0})
     assert told.suggest("c") is None  # "a" is still running: its result comes before "c" is sampled
@@ -130,3 +132,21 @@ def test_the_sampler_sees_the_same_history_whatever_finishes_first():
     assert [t.state for t in told._ot_study.trials][:2] == [TrialState.COMPLETE, TrialState.RUNNING]
     told.flush()
     assert [t.state for t in told._ot_study.trials][:2] == [TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_a_suggestion_that_cannot_depend_on_the_history_does_not_wait():
+    """TPE's random start-up trials, and a random sampler's every trial, start while the trial
+    two before them still runs; TPE's first model-based trial waits for it."""
+    tpe = _lagged(startup=3)
+    assert tpe.suggest("a") is not None and tpe.suggest("b") is not None
+    tpe.on_trial_complete("b", {"val_accuracy": 0.5, "training_iteration": 1, "planned_epochs": 1.0})
+    assert tpe.suggest("c") is not None  # "a" still runs, but "c" is drawn at random whatever it scores
+    tpe.on_trial_complete("c", {"val_accuracy": 0.5, "training_iteration": 1, "planned_epochs": 1.0})
+    assert tpe.suggest("d") is not None  # at most 2 told before "d": still TPE's start-up (3)
+    tpe.on_trial_complete("d", {"val_accuracy": 0.5, "training_iteration": 1, "planned_epochs": 1.0})
+    assert tpe.suggest("e") is None  # 3 told before "e": the model's first; "a"'s result comes first
+    assert [t.state for t in tpe._ot_study.trials][:4] == [TrialState.RUNNING] * 4  # told in order: none yet
+    rnd = ScheduledOptunaSearch(space=define_by_run(SPACE, 8), metric="val_accuracy", mode="max",
+                                sampler=optuna.samplers.RandomSampler(seed=0), lag=2)
+    for tid in "abcdef":
+        assert rnd.suggest(tid) is not None  # never waits, though none has finished
