@@ -29,6 +29,7 @@ import math
 from typing import Any
 
 from optuna.samplers import RandomSampler, TPESampler
+from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from autofusion.metrics import better
@@ -50,8 +51,12 @@ class ScheduledOptunaSearch(OptunaSearch):
         self._order: list[str] = []  # trial ids in the order they were suggested
         self._held: dict[str, tuple[dict | None, bool]] = {}  # completed, not told yet
         self._told = 0  # trials of _order told to Optuna (a prefix)
+        self._before: int | None = None  # finished trials the study had before this searcher's first
 
     def suggest(self, trial_id: str) -> dict | None:
+        if self._before is None:  # a resumed or warm-started search's study holds finished trials
+            self._before = len(self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                                                 TrialState.PRUNED)))
         if trial_id not in self._ot_trials and self.lag > 1:
             needed = len(self._order) - self.lag + 1
             self._tell_up_to(needed)
@@ -85,14 +90,16 @@ class ScheduledOptunaSearch(OptunaSearch):
 
     def _history_free(self, told: int) -> bool:
         """Whether the sampler's next suggestion is the same whatever it has been told, while
-        at most ``told`` trials are: a random sampler's always, TPE's while fewer trials than
-        its start-up count are told (it samples at random then; its group decomposition of the
+        at most ``told`` trials are: a random sampler's always, TPE's while fewer finished
+        trials than its start-up count are told, counting those a resumed or warm-started
+        study already held (it samples at random then; its group decomposition of the
         space comes out the same whichever prefix of the trials it saw first). The trial then
         starts without waiting for the one ``lag`` before it; results are still told in order."""
         sampler = self._ot_study.sampler
         if isinstance(sampler, RandomSampler):
             return True
-        return isinstance(sampler, TPESampler) and told < getattr(sampler, "_n_startup_trials", 0)
+        finished = (self._before or 0) + told  # what TPE would count, at most, had it waited
+        return isinstance(sampler, TPESampler) and finished < getattr(sampler, "_n_startup_trials", 0)
 
     def _tell_up_to(self, count: int) -> None:
         """Tells the held results of the first ``count`` suggested trials, in order, up to

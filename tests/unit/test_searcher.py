@@ -150,3 +150,16 @@ def test_a_suggestion_that_cannot_depend_on_the_history_does_not_wait():
                                 sampler=optuna.samplers.RandomSampler(seed=0), lag=2)
     for tid in "abcdef":
         assert rnd.suggest(tid) is not None  # never waits, though none has finished
+
+
+def test_finished_trials_a_study_already_holds_count_toward_tpes_start_up():
+    """A resumed or warm-started study's finished trials count: with 2 of them and a start-up
+    count of 3, TPE's next suggestions may be model-based, so they wait as before."""
+    tpe = _lagged(startup=3)
+    for value in (0.3, 0.6):
+        tpe._ot_study.add_trial(optuna.trial.create_trial(
+            params={"optimizer.lr": 0.001}, distributions={"optimizer.lr": optuna.distributions.FloatDistribution(
+                1e-4, 1e-2, log=True)}, value=value))
+    assert tpe.suggest("a") is not None and tpe.suggest("b") is not None
+    tpe.on_trial_complete("b", {"val_accuracy": 0.5, "training_iteration": 1, "planned_epochs": 1.0})
+    assert tpe.suggest("c") is None  # 2 held + "a" told would make 3: "a" comes first
