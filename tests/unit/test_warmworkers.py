@@ -18,10 +18,15 @@ def fresh_env(monkeypatch):
     """Tune's variables and the remembered start undone after the test."""
     from ray.tune.execution import class_cache
 
-    for key in class_cache.DEFAULT_ENV_VARS:
-        monkeypatch.delenv(key, raising=False)
+    saved = {key: os.environ.get(key) for key in class_cache.DEFAULT_ENV_VARS}
+    for key in saved:
+        os.environ.pop(key, None)
     monkeypatch.setattr(warmworkers, "_started_env", None)
     yield
+    for key, value in saved.items():  # local_system_config set them in this process
+        os.environ.pop(key, None)
+        if value is not None:
+            os.environ[key] = value
 
 
 def _actor_runtime_env(actor_cls) -> object:
