@@ -119,10 +119,11 @@ def warm_pays(address: str | None, at_once: Callable[[float], int], gpus_per_tri
     if resolve_address(address)[0] is not None:
         return False
     try:
-        n = at_once(local_cpus())
+        cpus = local_cpus()
+        n = at_once(cpus)
         if gpus_per_trial > 0:
             n = min(n, int(_local_resources().get("GPU", 0.0) // gpus_per_trial))
-        return pays(n, local_cpus())
+        return pays(n, cpus)
     except Exception:  # noqa: BLE001 - Ray's private detection moved: cold workers, as before
         return False
 
