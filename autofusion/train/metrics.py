@@ -49,7 +49,7 @@ def score(out: Tensor, y: Tensor, meta: DataMeta) -> dict[str, float]:
     return {
         "rmse": float(MF.mean_squared_error(out, y, squared=False)),
         "mae": float(MF.mean_absolute_error(out, y)),
-        "r2": float(MF.r2_score(out.flatten(), y.flatten())) if len(y) > 1 else 0.0,
+        "r2": float(MF.r2_score(out.flatten(), y.flatten())) if len(y) > 1 else float("nan"),  # undefined on one row
     }
 
 

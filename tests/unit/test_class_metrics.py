@@ -74,3 +74,15 @@ def test_validation_and_test_metrics_carry_them():
 def test_classification_searches_rank_by_macro_f1_by_default():
     assert DEFAULT_METRIC["classification"] == ("val_f1_macro", "max")
     assert is_macro("val_f1_macro") and is_macro("val_recall_macro") and not is_macro("val_accuracy")
+
+
+def test_r2_of_one_row_is_undefined_not_zero():
+    """R2 divides by the targets' variance: one row has none, so it is NaN (a 0.0 would read
+    as "no better than the mean"); the errors of that row are still measured."""
+    import math
+
+    meta = fake_data(["tabular"], target="regression").meta
+    one = output_metrics(torch.tensor([[2.0]]), torch.tensor([[1.5]]), meta, prefix="test")
+    assert math.isnan(one["test_r2"]) and one["test_mae"] == pytest.approx(0.5)
+    two = output_metrics(torch.tensor([[2.0], [1.0]]), torch.tensor([[2.0], [1.0]]), meta, prefix="test")
+    assert two["test_r2"] == pytest.approx(1.0)
