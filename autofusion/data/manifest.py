@@ -11,6 +11,7 @@ every column left that it recognises, except row ids.
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -43,8 +44,9 @@ _EMPTY_HINT = "write a header row (e.g. image,text,label) and one row per sample
 
 FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-    ".json": "json", ".parquet": "parquet", ".pq": "parquet",
+    ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel", ".xlsm": "excel",
 }
+BINARY = ("parquet", "excel")  # formats read from the file, not from its text
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
@@ -61,19 +63,22 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
             "(autofusion data demo TASK OUT writes an example manifest)"
         )
     if path.is_dir():
-        raise DataError(f"manifest {str(path)!r} is a folder; give the CSV/JSONL/Parquet file in it")
+        raise DataError(f"manifest {str(path)!r} is a folder; give the CSV/JSONL/Parquet/.xlsx file in it")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
+        old = " (the old binary Excel format: save it as .xlsx or .csv)" if path.suffix.lower() == ".xls" else ""
         raise DataError(
-            f"manifest {str(path)!r}: unknown format {path.suffix or '(no extension)'!r}; "
-            "use .csv, .tsv, .jsonl, .json or .parquet"
+            f"manifest {str(path)!r}: unknown format {path.suffix or '(no extension)'!r}{old}; "
+            "use .csv, .tsv, .jsonl, .json, .parquet or .xlsx"
         )
     if path.stat().st_size == 0:
         raise DataError(f"manifest {str(path)!r} is empty; {_EMPTY_HINT}")
-    text = "" if fmt == "parquet" else _read_text(path)
+    text = "" if fmt in BINARY else _read_text(path)
     try:
         if fmt == "parquet":
             df = pd.read_parquet(path)
+        elif fmt == "excel":
+            df = _read_excel(path)
         elif fmt in ("csv", "tsv"):
             sep = "\t" if fmt == "tsv" else separator(text)
             df = pd.read_csv(io.StringIO(text), sep=sep, decimal="," if sep == ";" else ".",
@@ -82,7 +87,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
             df = pd.read_json(io.StringIO(text), lines=fmt == "jsonl", dtype=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"manifest {str(path)!r} is empty; {_EMPTY_HINT}") from None
-    except (ValueError, pd.errors.ParserError, OSError, ImportError) as exc:
+    except (ValueError, pd.errors.ParserError, OSError, ImportError, KeyError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"manifest {str(path)!r} cannot be parsed as {fmt}: {first}") from None
     if len(df) == 0:
@@ -92,6 +97,16 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     if dup:
         raise DataError(f"manifest {str(path)!r}: column names must be unique, but {', '.join(map(repr, dup))} repeat")
     return df.reset_index(drop=True)
+
+
+def _read_excel(path: Path) -> pd.DataFrame:
+    """A workbook's first sheet, its first row the header, cells typed as the spreadsheet
+    holds them (numbers, dates, text; an empty cell is missing). A workbook with no rows under
+    its header reads as empty, as a CSV does."""
+    df = pd.read_excel(path, sheet_name=0, engine="openpyxl", dtype_backend="numpy_nullable")
+    empty = df.isna() | df.apply(lambda c: c.map(lambda v: isinstance(v, str) and not v.strip()))
+    df = df.loc[~empty.all(axis=1)]  # rows a spreadsheet keeps, formatted or holding a space, but empty
+    return df.loc[:, [not (str(c).startswith("Unnamed: ") and empty.loc[df.index, c].all()) for c in df.columns]]
 
 
 def separator(text: str) -> str:

@@ -37,6 +37,8 @@ def write(df: pd.DataFrame, path: Path) -> Path:
         df.to_json(path, orient="records")
     elif fmt == ".parquet":
         df.to_parquet(path, index=False)
+    elif fmt == ".xlsx":
+        df.to_excel(path, index=False, engine="openpyxl")
     else:
         raise AssertionError(fmt)
     return path
@@ -49,7 +51,7 @@ def frame(columns: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------- read_manifest
 
 
-@pytest.mark.parametrize("ext", [".csv", ".tsv", ".jsonl", ".json", ".parquet"])
+@pytest.mark.parametrize("ext", [".csv", ".tsv", ".jsonl", ".json", ".parquet", ".xlsx"])
 def test_every_format_reads_the_same(tmp_path, ext):
     df = pd.DataFrame(ROWS)
     got = read_manifest(write(df, tmp_path / f"m{ext}"))
@@ -69,6 +71,32 @@ def test_a_spreadsheets_semicolon_csv_reads_like_a_comma_one(tmp_path):
     comma = tmp_path / "comma.csv"
     comma.write_text('photo,caption,label\nimg/0.png,"a hat; red",x\n')
     assert read_manifest(comma)["caption"].tolist() == ["a hat; red"]
+
+
+def test_a_workbook_reads_its_first_sheet_with_the_cells_typed(tmp_path):
+    """An .xlsx as a spreadsheet saves it: numbers and dates typed, an empty cell missing, the
+    first sheet the data (a second one, notes, is not read), formatted empty rows and columns
+    left out."""
+    import datetime as dt
+
+    path = tmp_path / "houses.xlsx"
+    data = pd.DataFrame({"photo": ["a.jpg", "b.jpg", "c.jpg"], "area": [120.5, None, 80.0],
+                         "listed": [dt.datetime(2024, 1, 5), dt.datetime(2024, 2, 1), dt.datetime(2023, 12, 24)],
+                         "label": ["x", "y", "x"]})
+    with pd.ExcelWriter(path, engine="openpyxl") as xw:
+        data.to_excel(xw, sheet_name="data", index=False)
+        pd.DataFrame({"note": ["made by hand"]}).to_excel(xw, sheet_name="notes", index=False)
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path)
+    wb["data"]["F8"].number_format = "0.00"  # a formatted cell below and beside the table
+    wb["data"]["F8"].value = None
+    wb["data"]["G9"].value = " "  # a space typed in a cell out there
+    wb.save(path)
+    df = read_manifest(path)
+    assert list(df.columns) == ["photo", "area", "listed", "label"] and len(df) == 3
+    assert df["area"].iloc[0] == 120.5 and pd.isna(df["area"].iloc[1])
+    assert pd.api.types.is_datetime64_any_dtype(df["listed"]) and df["listed"].iloc[2] == pd.Timestamp("2023-12-24")
 
 
 def test_json_keeps_strings_that_look_like_numbers(tmp_path):
@@ -93,22 +121,29 @@ def _bad_utf8(path: Path) -> str:
     return f"manifest {str(path)!r} is not UTF-8 text (line 3, byte {at}); save it as UTF-8"
 
 
+FORMATS = "use .csv, .tsv, .jsonl, .json, .parquet or .xlsx"
 EMPTY = "is empty; write a header row (e.g. image,text,label) and one row per sample"
 MISSING = "does not exist; check the path (autofusion data demo TASK OUT writes an example manifest)"
 
 UNUSABLE = {
     "missing": (lambda p: p / "nope.csv", lambda p: f"manifest {str(p)!r} {MISSING}"),
-    "folder": (lambda p: p, lambda p: f"manifest {str(p)!r} is a folder; give the CSV/JSONL/Parquet file in it"),
+    "folder": (lambda p: p, lambda p: f"manifest {str(p)!r} is a folder; give the CSV/JSONL/Parquet/.xlsx file in it"),
     "empty": (lambda p: _touch(p / "m.csv", b""), lambda p: f"manifest {str(p)!r} {EMPTY}"),
     "blank-lines": (lambda p: _touch(p / "m.csv", b"\n\n  \n"), lambda p: f"manifest {str(p)!r} {EMPTY}"),
     "header-only": (lambda p: _touch(p / "m.csv", b"image,text,label\n"),
                     lambda p: f"manifest {str(p)!r} has a header but no rows; add one row per sample"),
     "header-only-parquet": (lambda p: write(pd.DataFrame({"image": [], "label": []}), p / "m.parquet"),
                             lambda p: f"manifest {str(p)!r} has a header but no rows; add one row per sample"),
-    "unknown-extension": (lambda p: _touch(p / "m.xlsx", b"x"),
-                          lambda p: f"manifest {str(p)!r}: unknown format '.xlsx'; use .csv, .tsv, .jsonl, .json or .parquet"),
+    "unknown-extension": (lambda p: _touch(p / "m.ods", b"x"), lambda p: f"manifest {str(p)!r}: unknown format '.ods'; {FORMATS}"),
+    "old-excel": (lambda p: _touch(p / "m.xls", b"x"),
+                  lambda p: f"manifest {str(p)!r}: unknown format '.xls' (the old binary Excel format: save it as .xlsx "
+                            f"or .csv); {FORMATS}"),
     "no-extension": (lambda p: _touch(p / "manifest", b"x"),
-                     lambda p: f"manifest {str(p)!r}: unknown format '(no extension)'; use .csv, .tsv, .jsonl, .json or .parquet"),
+                     lambda p: f"manifest {str(p)!r}: unknown format '(no extension)'; {FORMATS}"),
+    "not-xlsx": (lambda p: _touch(p / "m.xlsx", b"a,b\n1,2\n"),
+                 lambda p: f"manifest {str(p)!r} cannot be parsed as excel: "),
+    "header-only-xlsx": (lambda p: write(pd.DataFrame({"image": [], "label": []}), p / "m.xlsx"),
+                         lambda p: f"manifest {str(p)!r} has a header but no rows; add one row per sample"),
     "not-parquet": (lambda p: _touch(p / "m.parquet", b"not parquet at all"),
                     lambda p: f"manifest {str(p)!r} cannot be parsed as parquet: Could not open Parquet input source"),
     "bad-jsonl": (lambda p: _touch(p / "m.jsonl", b'{"image": "a.png", "label": 1}\n{"image": \n'),
@@ -130,7 +165,7 @@ def test_unusable_manifest_names_the_file(tmp_path, case):
     with pytest.raises(DataError) as info:
         read_manifest(path)
     # Parser messages come from pandas/pyarrow: their start is ours and exact.
-    if case in ("not-parquet", "bad-jsonl"):
+    if case in ("not-parquet", "bad-jsonl", "not-xlsx"):
         assert str(info.value).startswith(message(path))
     else:
         assert str(info.value) == message(path)
