@@ -63,11 +63,10 @@ class AudioModality(Modality):
                 info = sf.info(open_source(src))
                 rate, seconds = int(info.samplerate), info.frames / max(info.samplerate, 1)
             except (DecodeError, RuntimeError, OSError, ValueError, TypeError):
-                try:  # a format only FFmpeg reads (m4a, aac, ...)
-                    data, rate = _read_ffmpeg(src)
+                try:  # a format only FFmpeg reads (m4a, aac, ...): its length from the container
+                    rate, seconds = ffmpeg_length(src)
                 except DecodeError:
                     continue
-                seconds = data.shape[0] / max(rate, 1)
             rates.append(rate)
             durations.append(seconds)
         out, chosen = dict(prep), []
@@ -130,8 +129,8 @@ def decode_audio(source: str | Path | bytes, sample_rate: int, num_samples: int)
     except DecodeError:
         raise
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
-        try:  # m4a, aac, wma, ...: FFmpeg through PyAV (the video modality's decoder)
-            data, sr = _read_ffmpeg(source)
+        try:  # m4a, aac, wma, ...: FFmpeg through PyAV (the video modality's decoder), the start kept only
+            data, sr = read_ffmpeg(source, seconds=num_samples / sample_rate + 0.05)
         except DecodeError:
             raise DecodeError(f"not a readable audio file ({type(exc).__name__})") from None
     if data.shape[0] == 0:
@@ -151,20 +150,28 @@ def decode_audio(source: str | Path | bytes, sample_rate: int, num_samples: int)
     return out
 
 
-def _read_ffmpeg(source: str | Path | bytes) -> tuple[np.ndarray, int]:
+def read_ffmpeg(source: str | Path | bytes, seconds: float | None = None) -> tuple[np.ndarray, int]:
     """The first audio stream of a file soundfile cannot read, as float32 ``[samples, 1]``
-    (channels averaged) and its sample rate, decoded by FFmpeg (PyAV)."""
+    (channels averaged) and its sample rate, decoded by FFmpeg (PyAV): the whole stream, or
+    its first ``seconds`` and at most one frame more (a podcast's hour is not decoded for the
+    2 s a model keeps)."""
     import av
 
     try:
         with av.open(open_source(source)) as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
-            if stream is None:
-                raise DecodeError("no audio stream")
+            stream = _audio_stream(container)
             rate = int(stream.rate or stream.codec_context.sample_rate)
+            limit = None if seconds is None else int(np.ceil(seconds * rate))
             mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            parts = [f.to_ndarray().reshape(-1) for frame in container.decode(stream) for f in mono.resample(frame)]
-            parts += [f.to_ndarray().reshape(-1) for f in mono.resample(None)]
+            parts, have = [], 0
+            for frame in container.decode(stream):
+                for f in mono.resample(frame):
+                    parts.append(f.to_ndarray().reshape(-1))
+                    have += len(parts[-1])
+                if limit is not None and have >= limit:
+                    break
+            else:
+                parts += [f.to_ndarray().reshape(-1) for f in mono.resample(None)]
     except DecodeError:
         raise
     except Exception as exc:  # noqa: BLE001 - FFmpeg's errors are many kinds
@@ -172,6 +179,34 @@ def _read_ffmpeg(source: str | Path | bytes) -> tuple[np.ndarray, int]:
     if not parts:
         raise DecodeError("audio file has no samples")
     return np.concatenate(parts).astype(np.float32).reshape(-1, 1), rate
+
+
+def ffmpeg_length(source: str | Path | bytes) -> tuple[int, float]:
+    """A clip's sample rate and seconds from its container's header (FFmpeg through PyAV), or
+    from decoding it where the header does not say."""
+    import av
+
+    try:
+        with av.open(open_source(source)) as container:
+            stream = _audio_stream(container)
+            rate = int(stream.rate or stream.codec_context.sample_rate)
+            if stream.duration and stream.time_base:
+                return rate, float(stream.duration * stream.time_base)
+            if container.duration:
+                return rate, container.duration / av.time_base
+    except DecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's errors are many kinds
+        raise DecodeError(f"not a readable audio file ({type(exc).__name__})") from None
+    data, rate = read_ffmpeg(source)
+    return rate, data.shape[0] / max(rate, 1)
+
+
+def _audio_stream(container: Any) -> Any:
+    stream = next((s for s in container.streams if s.type == "audio"), None)
+    if stream is None:
+        raise DecodeError("no audio stream")
+    return stream
 
 
 def render_audio(high: int, pulsed: int, rng: np.random.Generator, path: Path) -> None:

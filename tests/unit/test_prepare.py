@@ -322,6 +322,24 @@ def test_m4a_clips_are_read_through_ffmpeg(tmp_path):
     assert 0.15 < np.abs(x[:, 2000:6000]).mean() < 0.23  # |0.3 sin| averages 0.19
 
 
+def test_a_long_m4a_is_measured_from_its_header_and_decoded_only_as_far_as_kept(tmp_path):
+    """Choosing a length reads the container's duration, and a decode keeps the clip's start:
+    a long recording is not decoded whole for the seconds a model keeps."""
+    from autofusion.modalities.audio import decode_audio, ffmpeg_length, read_ffmpeg
+
+    path = tmp_path / "talk.m4a"
+    t = np.arange(8000 * 20) / 8000
+    _m4a(path, 0.3 * np.sin(2 * np.pi * 440 * t), 8000)
+    rate, seconds = ffmpeg_length(path)
+    assert rate == 8000 and 20.0 <= seconds < 20.3
+    whole, _ = read_ffmpeg(path)
+    start, _ = read_ffmpeg(path, seconds=1.0)
+    assert len(whole) >= 8000 * 20 and 8000 <= len(start) < 8000 * 1.5
+    np.testing.assert_array_equal(start[:, 0], whole[: len(start), 0])
+    x = decode_audio(path, 8000, 8000)
+    assert x.shape == (8000,) and 0.25 < np.abs(x[2000:]).max() < 0.35
+
+
 def test_the_data_line_says_how_each_column_was_read(tmp_path):
     """The line a search prints before its trials: rows and split, the label and its kind, each
     modality's columns, and the columns nothing reads."""
