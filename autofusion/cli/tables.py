@@ -131,7 +131,8 @@ def bagged_line(result: SearchResult) -> str:
     dropped = f"; left out: {'; '.join(g.dropped)}" if g.dropped else ""
     return (f"Bagged (the search's model): {g.folds} folds of the {g.rows} training and validation rows for "
             f"{g.members_text()} (weights from out-of-fold outputs), in {g.seconds:.0f}s; out-of-fold "
-            f"{metric}={oof:.4f} over all {g.rows} rows{dropped}; test: {_scores(g.test_metrics)}")
+            f"{metric}={oof:.4f} over all {g.rows} rows{dropped}; test: {_scores(g.test_metrics)}"
+            + (f"\nEach configuration bagged, out of fold ({metric}, weight): {g.each_text()}" if g.oof_values else ""))
 
 
 def _scores(metrics: dict[str, float]) -> str:

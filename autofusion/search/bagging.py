@@ -53,12 +53,20 @@ def folds_for(settings: Any, rows: int) -> int:
 def chosen(trials: list[TrialRecord], best: TrialRecord, ensemble: Any) -> list[TrialRecord]:
     """The configurations to bag: the greedy ensemble's members, most weight first (kept or
     not: its picks are the trials that help each other most), else the best trial; at most
-    ``MAX_CONFIGS``. Then the members over a feature row (LightGBM, linear), whatever the
-    ensemble picked: their folds take seconds on the driver, and the out-of-fold selection
-    over every pooled row, not the ensemble's ~150 validation rows, judges whether they help."""
+    ``MAX_CONFIGS`` neural ones (a row member the ensemble picked keeps its place and does not
+    count: it would crowd out a network whose folds the out-of-fold selection could weigh).
+    Then the members over a feature row (LightGBM, linear), whatever the ensemble picked:
+    their folds take seconds on the driver, and the out-of-fold selection over every pooled
+    row, not the ensemble's ~150 validation rows, judges whether they help."""
     numbers = list(ensemble.trials) if ensemble is not None else [best.number]
     by_number = {t.number: t for t in trials}
-    picked = [by_number[n] for n in numbers if n in by_number][:MAX_CONFIGS] or [best]
+    picked, neural = [], 0
+    for t in (by_number[n] for n in numbers if n in by_number):
+        if t.kind not in ROW_MODELS and neural == MAX_CONFIGS:
+            continue
+        picked.append(t)
+        neural += t.kind not in ROW_MODELS
+    picked = picked or [best]
     rows = [t for t in trials if t.kind in ROW_MODELS and t.status == "finished" and t not in picked]
     return picked + rows
 
@@ -92,10 +100,20 @@ def run_bagging(ctx: Any, configs: list[TrialRecord], k: int) -> tuple[BaggedRes
     metrics = output_metrics(as_outputs(avg, data.meta.target), y, data.meta, prefix="val")
     by_number = {c.number: c for c in configs}
     res = BaggedResult(folds=k, rows=len(pool), trials=picked, run_ids=[by_number[n].run_id for n in picked],
-                       weights=[weights[n] for n in picked], oof_metrics=metrics, dropped=dropped)
+                       weights=[weights[n] for n in picked], oof_metrics=metrics, dropped=dropped,
+                       oof_values=_each(oof, y, data, s.metric, s.mode))
     members = [(model, by_number[n], weights[n] / len(fits[n])) for n in picked for model, _ in fits[n]]
     res.seconds = time.perf_counter() - t0
     return res, members
+
+
+def _each(oof: dict[int, np.ndarray], y: torch.Tensor, data: Any, metric: str, mode: str) -> dict[int, float]:
+    """Each configuration's own out-of-fold ``metric`` over the pooled rows, best first."""
+    from autofusion.metrics import best_first
+
+    values = {n: output_metrics(as_outputs(o, data.meta.target), y, data.meta, prefix="val").get(metric, float("nan"))
+              for n, o in oof.items()}
+    return dict(sorted(values.items(), key=lambda kv: (not np.isfinite(kv[1]), best_first(kv[1], mode), kv[0])))
 
 
 def _out_of_fold(pool: np.ndarray, splits: list[np.ndarray], per_fold: list[tuple[Any, np.ndarray]]) -> np.ndarray:

@@ -159,10 +159,25 @@ class BaggedResult:
     model_uri: str | None = None
     seconds: float = 0.0
     dropped: list[str] = field(default_factory=list)  # configurations whose folds failed, with why
+    oof_values: dict[int, float] = field(default_factory=dict)  # each configuration bagged -> its own out-of-fold metric
 
     def members_text(self) -> str:
         """``trial 3 x0.60, trial 5 x0.40``."""
         return ", ".join(f"trial {n} x{w:.2f}" for n, w in zip(self.trials, self.weights))
+
+    def each_text(self) -> str:
+        """Every configuration bagged with its own out-of-fold value, best first, and its weight
+        (``x0`` where selection left it out): ``trial 14 0.8560 x0.38, trial 16 0.8180 x0``."""
+        w = dict(zip(self.trials, self.weights))
+        return ", ".join(f"trial {n} {v:.4f} x{w.get(n, 0.0):.2g}" for n, v in self.oof_values.items())
+
+
+def member_name(t: "TrialRecord") -> str:
+    """What a trial is, in a few words: ``mid fusion``, ``lightgbm``, ``linear (text)``."""
+    if t.kind == "fusion":
+        return f"{t.config.get('fusion.type', '?')} fusion"
+    inputs = t.config.get(f"{t.kind}.inputs", "all")
+    return t.kind if inputs == "all" else f"{t.kind} ({inputs})"
 
 
 SURE = 0.95  # the best trial must win on this share of bootstrap resamples to be told apart

@@ -1,5 +1,6 @@
 """What a search logs to MLflow when it ends: the best trial's confusion matrix and learning
-curves on its run; the counts, best metrics, the ensemble, the trials table
+curves on its run; the counts, best metrics, the ensemble, bagging (``bagging.json``, and each
+bagged configuration's out-of-fold metric on its trial run), the trials table
 (``trials.csv``), the Pareto front and the plots (the metric by fusion operator and by
 encoder, the top trials' learning curves, Optuna's optimisation history and importances)
 on the search's parent run. Plots are a convenience: one that cannot be drawn is skipped."""
@@ -7,6 +8,7 @@ on the search's parent run. Plots are a convenience: one that cannot be drawn is
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -76,12 +78,36 @@ def log_parent_summary(uri: str, result: SearchResult, study: Any, modalities: l
                                      for n, r, w in zip(e.trials, e.run_ids, e.weights)],
                          "val_metrics": e.val_metrics, "test_metrics": e.test_metrics, "model_uri": e.model_uri},
                    "ensemble.json")
+    g = result.bagged
+    if g is not None:
+        _log_bagging(c, result)
     drawn = search_plots(result, modalities)
     for name, png in drawn.items():
         _log_png(c, rid, png, f"plots/{name}.png")
     if study is not None:
         log_optuna_plots(c, rid, study, result.settings)
     return drawn
+
+
+def _log_bagging(c: Any, result: SearchResult) -> None:
+    """``bagging.json`` on the search's run (every configuration bagged: its own out-of-fold
+    metric and its weight), and each configuration's out-of-fold metric (``oof_<metric>``) on
+    its own trial run, beside the validation metric it was chosen on."""
+    from mlflow.entities import Metric
+
+    g, metric = result.bagged, result.settings.metric
+    weights = dict(zip(g.trials, g.weights))
+    by_number = {t.number: t for t in result.trials}
+    members = [{"trial": n, "run_id": by_number[n].run_id if n in by_number else None, "kind": by_number[n].kind
+                if n in by_number else None, f"oof_{metric}": v, "weight": weights.get(n, 0.0)}
+               for n, v in g.oof_values.items()]
+    c.log_dict(result.parent_run_id, {"folds": g.folds, "rows": g.rows, "metric": metric, "members": members,
+                                      "oof_metrics": g.oof_metrics, "test_metrics": g.test_metrics,
+                                      "model_uri": g.model_uri, "dropped": g.dropped, "seconds": g.seconds},
+               "bagging.json")
+    for m in members:
+        if m["run_id"] and math.isfinite(m[f"oof_{metric}"]):
+            retry(lambda m=m: c.log_batch(m["run_id"], metrics=[Metric(f"oof_{metric}", float(m[f"oof_{metric}"]), 0, 0)]))
 
 
 def ensemble_weights(result: SearchResult) -> dict[str, float]:

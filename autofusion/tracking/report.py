@@ -1,6 +1,6 @@
 """The search's one-page HTML report: the result, the leaderboard, what the search learned
-about fusion (plots), the ensemble, which inputs the search's model needs and how fast it
-answers, and the test evaluation.
+about fusion (plots), the ensemble, bagging (each configuration out of fold), which inputs
+the search's model needs and how fast it answers, and the test evaluation.
 
 Self-contained: styles inline, plots embedded as base64 PNGs, no script and no URL to
 fetch, so it opens offline, from a mail attachment as well as from the store. It is logged
@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from autofusion.metrics import best_first
-from autofusion.search.records import SearchResult, TrialRecord
+from autofusion.search.records import SearchResult, TrialRecord, member_name
 from autofusion.tracking import plots as drawing
 from autofusion.tracking.store import client, retry
 
@@ -113,10 +113,16 @@ def _outcome(result: SearchResult) -> str:
     lines = [f"<b>Best trial:</b> trial {b.number} ({_e(b.config.get('fusion.type'))} fusion), "
              f"{_e(s.metric)} {_num(b.best_value)} at epoch {_num(b.best_epoch)}; test: "
              f"{_metrics_text(result.test_metrics)}"]
+    g = result.bagged
     if e is not None and e.kept:
-        lines.append(f"<b>Ensemble (the search's model):</b> {_e(e.members_text())}; {_e(s.metric)} "
+        role = "kept; its members are bagged below" if g is not None else "the search's model"
+        lines.append(f"<b>Ensemble ({role}):</b> {_e(e.members_text())}; {_e(s.metric)} "
                      f"{_num(e.val_value)} against the best trial's {_num(e.best_val_value)}; test: "
                      f"{_metrics_text(e.test_metrics)}")
+    if g is not None:
+        lines.append(f"<b>Bagged (the search's model):</b> {_e(g.members_text())}, {g.folds} folds of {g.rows} "
+                     f"training and validation rows; out-of-fold {_e(s.metric)} {_num(g.oof_metrics.get(s.metric))}; "
+                     f"test: {_metrics_text(g.test_metrics)}")
     if result.noise is not None:
         lines.append(f"<b>Validation noise:</b> {_e(result.noise.text(s.metric, b.best_value))}")
     for what, uri in (("the search's model", result.final_model_uri), ("the best trial's model", result.model_uri)):
@@ -139,6 +145,10 @@ def _ensemble_section(result: SearchResult, by_number: dict[int, TrialRecord], m
                 "search's model).</p>")
     verdict = ("kept: it beats the best trial on validation and is the search's model" if e.kept else
                "not kept: it does not beat the best trial on validation, so the best trial is the search's model")
+    if result.bagged is not None:
+        verdict = ("kept: it beats the best trial on validation" if e.kept else
+                   "not kept: it does not beat the best trial on validation") + (
+            "; its members are the configurations bagged below, whose bagged model is the search's")
     intro = (f"<p>Greedy ensemble selection (Caruana et al. 2004) over {e.candidates} trials' validation outputs, "
              f"{e.rounds} rounds with replacement: {_e(s.metric)} {_num(e.val_value)} against the best trial's "
              f"{_num(e.best_val_value)}; <b>{verdict}</b>.</p>")
@@ -152,6 +162,30 @@ def _ensemble_section(result: SearchResult, by_number: dict[int, TrialRecord], m
                    numeric={0, 1, 3 + len(modalities)})
     test = f"<p>Test: {_metrics_text(e.test_metrics)}</p>" if e.kept else ""
     return intro + table + test
+
+
+def _bagging_section(result: SearchResult, by_number: dict[int, TrialRecord], modalities: list[str]) -> str:
+    """Each configuration bagged: its own validation metric (what the search chose it on), its
+    own out-of-fold metric over every pooled row, and its weight in the bagged model."""
+    g, s = result.bagged, result.settings
+    if g is None:
+        return ("<p>Not bagged: the search's model was trained on the training rows and chosen on validation "
+                "(bagging runs by default on at most 1,000 training and validation rows).</p>")
+    dropped = f" Left out: {_e('; '.join(g.dropped))}." if g.dropped else ""
+    intro = (f"<p>The chosen configurations refitted on {g.folds} folds of the {g.rows} training and validation "
+             f"rows pooled, each row predicted by the fold model that did not see it; greedy selection on those "
+             f"out-of-fold outputs gives the weights. Out-of-fold {_e(s.metric)} of the bagged model "
+             f"{_num(g.oof_metrics.get(s.metric))}, in {g.seconds:.0f} s.{dropped}</p>")
+    weights = dict(zip(g.trials, g.weights))
+    rows = []
+    for n, v in (g.oof_values or dict.fromkeys(g.trials, float("nan"))).items():
+        t = by_number.get(n)
+        cfg = t.config if t is not None else {}
+        rows.append([str(n), _e(member_name(t)) if t is not None else "-",
+                     *[_e(cfg.get(f"encoder.{m}")) for m in modalities], _num(t.best_value if t is not None else None),
+                     _num(v), _num(weights.get(n, 0.0), 2)])
+    header = ["trial", "model", *[f"{m} encoder" for m in modalities], s.metric, f"out-of-fold {s.metric}", "weight"]
+    return intro + _table(header, rows, numeric={0, len(header) - 3, len(header) - 2, len(header) - 1})
 
 
 IMPORTANCE_CAPTION = ("How much {metric} drops when an input is taken away from the search's model: "
@@ -204,6 +238,8 @@ def render(result: SearchResult, plots: dict[str, bytes], modalities: list[str])
     test_parts = [f"<p>Best trial {b.number}: {_metrics_text(result.test_metrics)}</p>" if b is not None else ""]
     if result.ensemble is not None and result.ensemble.kept:
         test_parts.append(f"<p>Ensemble: {_metrics_text(result.ensemble.test_metrics)}</p>")
+    if result.bagged is not None:
+        test_parts.append(f"<p>Bagged (the search's model): {_metrics_text(result.bagged.test_metrics)}</p>")
     if "confusion_matrix" in plots:
         test_parts.append(f'<div class="fig">{_img(plots["confusion_matrix"], "confusion matrix")}'
                           f'<div class="cap">{_e(PLOT_CAPTIONS["confusion_matrix"])}</div></div>')
@@ -229,6 +265,8 @@ written {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>
 {still}
 <h2>Ensemble</h2>
 {_ensemble_section(result, by_number, modalities)}
+<h2>Bagging</h2>
+{_bagging_section(result, by_number, modalities)}
 <h2>Which inputs the model needs</h2>
 {_importance_section(result)}
 <h2>Test evaluation</h2>

@@ -39,6 +39,20 @@ def test_installed_entry_point_search_promote_predict(tmp_path, store_template):
     assert "Best: trial" in run.stdout and "autofusion promote --search" in run.stdout
     assert "Hand-built default (trial 1, mid fusion): val_f1_macro=" in run.stdout
     assert "Bagged (the search's model): 5 folds of the 54 training and validation rows" in run.stdout
+    # every configuration bagged, with its own out-of-fold value: in the summary, on its trial's
+    # run and in bagging.json on the search's run
+    assert "Each configuration bagged, out of fold (val_f1_macro, weight): trial " in run.stdout
+    c = tracking.client(uri)
+    search = next(r for e in c.search_experiments() for r in c.search_runs([e.experiment_id])
+                  if "autofusion.bagged" in r.data.tags)
+    bagging = c.download_artifacts(search.info.run_id, "bagging.json", str(tmp_path))
+    import json
+
+    members = json.loads(Path(bagging).read_text())["members"]
+    assert len(members) >= 4 and abs(sum(m["weight"] for m in members) - 1) < 1e-6  # the net + the row members
+    for m in members:
+        assert c.get_run(m["run_id"]).data.metrics["oof_val_f1_macro"] == pytest.approx(m["oof_val_f1_macro"])
+    assert "<h2>Bagging</h2>" in Path(search.data.tags["autofusion.report"]).read_text()
     assert "Traceback" not in run.stderr
     res = CliRunner().invoke(cli, ["promote", "--task", "image_text", "--tracking-uri", uri])
     assert res.exit_code == 0, res.output

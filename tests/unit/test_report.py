@@ -86,3 +86,33 @@ def test_the_report_goes_beside_the_store_and_into_the_search_run(sqlite_uri, tm
     assert c.get_run(parent).data.tags["autofusion.report"] == str(path)
     assert report.report_dir("http://127.0.0.1:5000", tmp_path) == tmp_path
     assert report.report_dir("file:///srv/mlruns", tmp_path) == Path("/srv/mlruns/reports")
+
+
+def test_a_bagged_search_reports_its_bagged_model_and_each_configuration_out_of_fold():
+    """Where the search bagged, the bagged model is the search's: the report and the summary say
+    so (not the ensemble), and list every configuration bagged with its own validation value, its
+    out-of-fold value and its weight, a row member by what it is."""
+    import dataclasses
+
+    from autofusion.cli.tables import bagged_line
+    from autofusion.search.records import BaggedResult
+
+    result = _result()
+    row = TrialRecord("t5", 5, {"linear.inputs": "text", "linear.C": 0.1}, status="finished", best_value=0.9,
+                      run_id="r5", kind="linear")
+    g = BaggedResult(folds=5, rows=72, trials=[2, 5], run_ids=["r2", "r5"], weights=[0.6, 0.4],
+                     oof_metrics={"val_accuracy": 0.93}, test_metrics={"test_accuracy": 0.97},
+                     model_uri="models:/m-bag", oof_values={5: 0.91, 2: 0.9, 1: 0.8})
+    result = dataclasses.replace(result, trials=[*result.trials, row], bagged=g)
+    page = report.render(result, {}, ["image", "text"])
+    _self_contained(page)
+    assert "Bagged (the search's model):</b> trial 2 x0.60, trial 5 x0.40" in page
+    assert "Ensemble (kept; its members are bagged below)" in page and "Ensemble (the search" not in page
+    cell = r"<td[^>]*>"
+    assert re.search(rf"{cell}5</td>{cell}linear \(text\)</td>.*?{cell}0\.9000</td>{cell}0\.9100</td>{cell}0\.40</td>", page)
+    assert re.search(rf"{cell}1</td>{cell}mid fusion</td>.*?{cell}0\.8000</td>{cell}0\.00</td>", page)
+    assert "test_accuracy 0.9700" in page  # the bagged model's one test evaluation
+    line = bagged_line(result)
+    assert line.endswith("Each configuration bagged, out of fold (val_accuracy, weight): "
+                         "trial 5 0.9100 x0.4, trial 2 0.9000 x0.6, trial 1 0.8000 x0")
+    assert "Not bagged" in report.render(_result(), {}, ["image", "text"])
