@@ -37,6 +37,8 @@ from autofusion.train.metrics import output_metrics
 FOLDS = 5
 AUTO_ROWS = 1000  # training + validation rows up to which ``auto`` bags (its validation split: ~150 rows)
 MAX_CONFIGS = 3  # configurations bagged at most
+BUDGET_SHARE = 1.0  # the networks' folds take about this share of the trials' wall time at most ...
+MIN_BUDGET = 60.0  # ... or this many seconds, whichever is more; the heaviest configuration is always bagged
 log = logging.getLogger(__name__)
 
 
@@ -71,10 +73,41 @@ def chosen(trials: list[TrialRecord], best: TrialRecord, ensemble: Any) -> list[
     return picked + rows
 
 
-def run_bagging(ctx: Any, configs: list[TrialRecord], k: int) -> tuple[BaggedResult, list[Any]] | None:
+def within_budget(configs: list[TrialRecord], k: int, slots: int, budget: float,
+                  scale: float = 1.0) -> tuple[list[TrialRecord], list[str]]:
+    """The configurations whose folds fit ``budget`` seconds, in order, and a line for each
+    left out. A network's ``k`` folds are estimated from its trial's seconds (times ``scale``,
+    the folds' training rows over the trial's), ``slots`` of them at once; the first
+    configuration (the heaviest) is always kept, and a row member costs nothing here (its folds
+    take seconds on the driver)."""
+    kept, left, spent = [], [], 0.0
+    for c in configs:
+        cost = 0.0 if c.kind in ROW_MODELS else c.seconds * scale * k / max(1, slots)
+        if not kept or spent + cost <= budget:
+            kept.append(c)
+            spent += cost
+        else:
+            left.append(f"trial {c.number}: its {k} folds would take about {cost:.0f}s, over bagging's "
+                        f"budget of {budget:.0f}s (the trials' time)")
+    return kept, left
+
+
+def budget_of(ctx: Any, configs: list[TrialRecord], k: int) -> tuple[list[TrialRecord], list[str]]:
+    """:func:`within_budget` for this search: the trials' wall time (at least ``MIN_BUDGET``),
+    its trials at once, and the folds' training rows over the training split's."""
+    from autofusion.data.splits import TRAIN
+
+    data = ctx.data
+    budget = max(MIN_BUDGET, BUDGET_SHARE * ctx.phases.seconds.get("trials", 0.0))
+    pooled, train = int((data.split != TEST).sum()), max(1, len(data.indices(TRAIN)))
+    return within_budget(configs, k, int(ctx.settings.concurrency), budget, pooled * (k - 1) / k / train)
+
+
+def run_bagging(ctx: Any, configs: list[TrialRecord], k: int,
+                dropped: list[str] | None = None) -> tuple[BaggedResult, list[Any]] | None:
     """Bags ``configs`` with ``k`` folds; the result (without test metrics and model yet) and
     its fold models as ensemble members (``serving.ensemble.Member``), or None when no
-    configuration could be bagged."""
+    configuration could be bagged. ``dropped``: lines for configurations already left out."""
     from autofusion.search.folds import fold_splits
 
     t0 = time.perf_counter()
@@ -82,7 +115,7 @@ def run_bagging(ctx: Any, configs: list[TrialRecord], k: int) -> tuple[BaggedRes
     splits = fold_splits(data, k, s.seed)
     pool = np.flatnonzero(data.split != TEST)
     fits: dict[int, list[tuple[Any, np.ndarray]]] = {}  # trial number -> per fold: (model, outputs)
-    dropped: list[str] = []
+    dropped = list(dropped or [])
     neural = [c for c in configs if c.kind not in ROW_MODELS]
     if neural:
         fits.update(_neural_folds(ctx, neural, splits, dropped))
@@ -194,7 +227,8 @@ def bag_and_log(ctx: Any, trials: list[TrialRecord], best: TrialRecord,
     k = folds_for(ctx.settings, int((ctx.data.split != TEST).sum()))
     if not k:
         return None, None
-    done = run_bagging(ctx, chosen(trials, best, ensemble), k)
+    configs, left = budget_of(ctx, chosen(trials, best, ensemble), k)
+    done = run_bagging(ctx, configs, k, left)
     if done is None:
         return None, None
     res, fold_models = done

@@ -225,7 +225,14 @@ class Drop:
     high: float
 
     def text(self) -> str:
-        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+        return f"{number_text(self.value)} [{number_text(self.low)}, {number_text(self.high)}]"
+
+
+def number_text(v: float, spec: str = ".3f") -> str:
+    """``v`` formatted, a zero shown without a sign (a drop of exactly nothing, for a metric
+    whose sign is flipped, is -0.0)."""
+    out = format(v, spec)
+    return out if out.lstrip("+-").strip("0.") else out.lstrip("+-")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from autofusion.metrics import best_first
-from autofusion.search.records import SearchResult, TrialRecord, member_name
+from autofusion.search.records import SearchResult, TrialRecord, number_text, member_name
 from autofusion.tracking import plots as drawing
 from autofusion.tracking.store import client, retry
 
@@ -217,7 +217,7 @@ def _importance_section(result: SearchResult) -> str:
 
 
 def _drop(d: Any) -> list[str]:
-    return [f"{d.value:+.4f}", f"[{d.low:+.4f}, {d.high:+.4f}]"]
+    return [number_text(d.value, "+.4f"), f"[{number_text(d.low, '+.4f')}, {number_text(d.high, '+.4f')}]"]
 
 
 def render(result: SearchResult, plots: dict[str, bytes], modalities: list[str]) -> str:

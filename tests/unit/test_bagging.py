@@ -92,3 +92,23 @@ def test_the_configurations_bagged_are_the_ensembles_heaviest():
     ens7 = dataclasses.replace(ens, trials=[7, 4, 2, 6, 1])  # once, where the ensemble picked it,
     # and not in the place of a network: three neural configurations still
     assert [t.number for t in chosen([*trials, trees], trials[3], ens7)] == [7, 4, 2, 6]
+
+
+def test_bagging_keeps_the_networks_whose_folds_fit_the_trials_time():
+    """A network's folds are estimated from its trial (k folds, ``slots`` at once); one that
+    would overrun the budget is left out with a line saying why, the next that fits is kept,
+    the heaviest configuration is kept whatever it costs, and a row member costs nothing."""
+    from autofusion.search.bagging import within_budget
+
+    def net(n: int, seconds: float) -> TrialRecord:
+        return TrialRecord(str(n), n, {}, status="finished", seconds=seconds)
+
+    row = TrialRecord("r", 9, {}, status="finished", kind=KIND, seconds=500.0)
+    configs = [net(1, 10.0), net(2, 80.0), row, net(3, 20.0)]
+    kept, left = within_budget(configs, k=5, slots=2, budget=100.0)
+    assert [c.number for c in kept] == [1, 9, 3]  # 25 s + 0 + 50 s; trial 2's 200 s does not fit
+    assert left == ["trial 2: its 5 folds would take about 200s, over bagging's budget of 100s (the trials' time)"]
+    kept, left = within_budget([net(2, 80.0), net(1, 10.0)], k=5, slots=2, budget=120.0)
+    assert [c.number for c in kept] == [2] and len(left) == 1  # the heaviest, 200 s, is kept: the budget is spent
+    kept, _ = within_budget([net(2, 80.0), net(1, 10.0)], k=5, slots=2, budget=120.0, scale=0.5)
+    assert [c.number for c in kept] == [2, 1]  # folds on half the trial's rows: 100 s + 12.5 s

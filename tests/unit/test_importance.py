@@ -167,3 +167,12 @@ def test_each_tabular_field_is_an_input_of_its_own(tmp_path, store_template):
     py.outputs(frame, cache)
     got = py.outputs(frame, cache, Perturbation("tabular", ("area",), PERMUTATION, order, field=True))
     np.testing.assert_allclose(got, py.outputs(frame.assign(area=frame["area"].to_numpy()[order])), atol=1e-5)
+
+
+def test_a_drop_of_nothing_reads_as_zero_without_a_sign():
+    """For a metric where lower is better the drop's sign is flipped: nothing lost is -0.0,
+    which read ``-0.000 [0.000, -0.000]`` in the summary, an interval that looked reversed."""
+    from autofusion.search.records import Drop
+
+    assert Drop(-0.0, 0.0, -0.0).text() == "0.000 [0.000, 0.000]"
+    assert Drop(-0.0123, -0.02, 0.001).text() == "-0.012 [-0.020, 0.001]"
