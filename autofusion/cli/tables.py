@@ -11,7 +11,7 @@ from rich.table import Table
 from autofusion.errors import ConfigError
 from autofusion.metrics import best_first
 from autofusion.phases import phase_line
-from autofusion.search.records import SearchResult, TrialRecord, final_kind
+from autofusion.search.records import SearchResult, TrialRecord, final_kind, member_name
 from autofusion.search.table import trial_rows, view_columns
 
 
@@ -78,7 +78,7 @@ def print_summary(result: SearchResult, modalities: list[str], console: Any) -> 
         return
     b = result.best
     test = ", ".join(f"{k}={v:.4f}" for k, v in result.test_metrics.items())
-    console.print(f"Best: trial {b.number} ({b.config.get('fusion.type')} fusion), "
+    console.print(f"Best: trial {b.number} ({member_name(b)}), "
                   f"{result.settings.metric}={b.best_value:.4f} at epoch {b.best_epoch}; test: {test}", highlight=False)
     if result.noise is not None:
         console.print("Validation noise: " + result.noise.text(result.settings.metric, b.best_value), highlight=False,

@@ -173,11 +173,11 @@ class BaggedResult:
 
 
 def member_name(t: "TrialRecord") -> str:
-    """What a trial is, in a few words: ``mid fusion``, ``lightgbm``, ``linear (text)``."""
+    """What a trial is, in a few words: ``mid fusion``, ``lightgbm``, ``linear on text``."""
     if t.kind == "fusion":
         return f"{t.config.get('fusion.type', '?')} fusion"
     inputs = t.config.get(f"{t.kind}.inputs", "all")
-    return t.kind if inputs == "all" else f"{t.kind} ({inputs})"
+    return t.kind if inputs == "all" else f"{t.kind} on {inputs}"
 
 
 SURE = 0.95  # the best trial must win on this share of bootstrap resamples to be told apart

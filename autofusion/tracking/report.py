@@ -110,7 +110,7 @@ def _outcome(result: SearchResult) -> str:
     s, b, e = result.settings, result.best, result.ensemble
     if b is None:
         return '<p class="box">No trial produced a validation metric; nothing was logged as a model.</p>'
-    lines = [f"<b>Best trial:</b> trial {b.number} ({_e(b.config.get('fusion.type'))} fusion), "
+    lines = [f"<b>Best trial:</b> trial {b.number} ({_e(member_name(b))}), "
              f"{_e(s.metric)} {_num(b.best_value)} at epoch {_num(b.best_epoch)}; test: "
              f"{_metrics_text(result.test_metrics)}"]
     g = result.bagged

@@ -109,7 +109,7 @@ def test_a_bagged_search_reports_its_bagged_model_and_each_configuration_out_of_
     assert "Bagged (the search's model):</b> trial 2 x0.60, trial 5 x0.40" in page
     assert "Ensemble (kept; its members are bagged below)" in page and "Ensemble (the search" not in page
     cell = r"<td[^>]*>"
-    assert re.search(rf"{cell}5</td>{cell}linear \(text\)</td>.*?{cell}0\.9000</td>{cell}0\.9100</td>{cell}0\.40</td>", page)
+    assert re.search(rf"{cell}5</td>{cell}linear on text</td>.*?{cell}0\.9000</td>{cell}0\.9100</td>{cell}0\.40</td>", page)
     assert re.search(rf"{cell}1</td>{cell}mid fusion</td>.*?{cell}0\.8000</td>{cell}0\.00</td>", page)
     assert "test_accuracy 0.9700" in page  # the bagged model's one test evaluation
     line = bagged_line(result)
