@@ -83,7 +83,7 @@ def within_budget(configs: list[TrialRecord], k: int, slots: int, budget: float,
     kept, left, spent = [], [], 0.0
     for c in configs:
         cost = 0.0 if c.kind in ROW_MODELS else c.seconds * scale * k / max(1, slots)
-        if not kept or spent + cost <= budget:
+        if not kept or c.kind in ROW_MODELS or spent + cost <= budget:
             kept.append(c)
             spent += cost
         else:

@@ -108,7 +108,8 @@ def test_bagging_keeps_the_networks_whose_folds_fit_the_trials_time():
     kept, left = within_budget(configs, k=5, slots=2, budget=100.0)
     assert [c.number for c in kept] == [1, 9, 3]  # 25 s + 0 + 50 s; trial 2's 200 s does not fit
     assert left == ["trial 2: its 5 folds would take about 200s, over bagging's budget of 100s (the trials' time)"]
-    kept, left = within_budget([net(2, 80.0), net(1, 10.0)], k=5, slots=2, budget=120.0)
-    assert [c.number for c in kept] == [2] and len(left) == 1  # the heaviest, 200 s, is kept: the budget is spent
+    kept, left = within_budget([net(2, 80.0), net(1, 10.0), row], k=5, slots=2, budget=120.0)
+    assert [c.number for c in kept] == [2, 9] and len(left) == 1  # the heaviest, 200 s, is kept: the budget
+    # is spent, and a row member is still bagged
     kept, _ = within_budget([net(2, 80.0), net(1, 10.0)], k=5, slots=2, budget=120.0, scale=0.5)
     assert [c.number for c in kept] == [2, 1]  # folds on half the trial's rows: 100 s + 12.5 s
