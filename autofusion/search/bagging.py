@@ -94,9 +94,12 @@ def within_budget(configs: list[TrialRecord], k: int, slots: int, budget: float,
 
 def budget_of(ctx: Any, configs: list[TrialRecord], k: int) -> tuple[list[TrialRecord], list[str]]:
     """:func:`within_budget` for this search: the trials' wall time (at least ``MIN_BUDGET``),
-    its trials at once, and the folds' training rows over the training split's."""
+    its trials at once, and the folds' training rows over the training split's. No budget
+    where the user asked for bagging by its folds (``--bagging K``): every configuration."""
     from autofusion.data.splits import TRAIN
 
+    if ctx.settings.bagging != -1:
+        return configs, []
     data = ctx.data
     budget = max(MIN_BUDGET, BUDGET_SHARE * ctx.phases.seconds.get("trials", 0.0))
     pooled, train = int((data.split != TEST).sum()), max(1, len(data.indices(TRAIN)))

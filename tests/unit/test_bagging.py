@@ -113,3 +113,20 @@ def test_bagging_keeps_the_networks_whose_folds_fit_the_trials_time():
     # is spent, and a row member is still bagged
     kept, _ = within_budget([net(2, 80.0), net(1, 10.0)], k=5, slots=2, budget=120.0, scale=0.5)
     assert [c.number for c in kept] == [2, 1]  # folds on half the trial's rows: 100 s + 12.5 s
+
+
+def test_the_budget_holds_for_auto_bagging_and_not_where_the_user_named_the_folds():
+    from types import SimpleNamespace
+
+    from autofusion.phases import Phases
+    from autofusion.search.bagging import MIN_BUDGET, budget_of
+
+    data = fake_data(["image"], n=40)
+    slow = [TrialRecord(str(n), n, {}, status="finished", seconds=MIN_BUDGET) for n in (1, 2)]
+    phases = Phases()
+    phases.seconds["trials"] = 10.0  # under the floor: the budget is MIN_BUDGET
+    ctx = SimpleNamespace(data=data, phases=phases, settings=_settings(bagging=-1, concurrency=1))
+    kept, left = budget_of(ctx, slow, FOLDS)
+    assert [c.number for c in kept] == [1] and left[0].startswith("trial 2: its 5 folds would take about")
+    ctx.settings = _settings(bagging=5, concurrency=1)
+    assert budget_of(ctx, slow, FOLDS) == (slow, [])
