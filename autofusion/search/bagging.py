@@ -55,20 +55,14 @@ def folds_for(settings: Any, rows: int) -> int:
 def chosen(trials: list[TrialRecord], best: TrialRecord, ensemble: Any) -> list[TrialRecord]:
     """The configurations to bag: the greedy ensemble's members, most weight first (kept or
     not: its picks are the trials that help each other most), else the best trial; at most
-    ``MAX_CONFIGS`` neural ones (a row member the ensemble picked keeps its place and does not
-    count: it would crowd out a network whose folds the out-of-fold selection could weigh).
-    Then the members over a feature row (LightGBM, linear), whatever the ensemble picked:
-    their folds take seconds on the driver, and the out-of-fold selection over every pooled
-    row, not the ensemble's ~150 validation rows, judges whether they help."""
+    ``MAX_CONFIGS``. Then the members over a feature row (LightGBM, linear), whatever the
+    ensemble picked: their folds take seconds on the driver, and the out-of-fold selection
+    over every pooled row, not the ensemble's ~150 validation rows, judges whether they help.
+    (Counting only the networks against ``MAX_CONFIGS``, so that a row member cannot take a
+    network's place, was measured and left: BENCHMARKS.md, imdb.)"""
     numbers = list(ensemble.trials) if ensemble is not None else [best.number]
     by_number = {t.number: t for t in trials}
-    picked, neural = [], 0
-    for t in (by_number[n] for n in numbers if n in by_number):
-        if t.kind not in ROW_MODELS and neural == MAX_CONFIGS:
-            continue
-        picked.append(t)
-        neural += t.kind not in ROW_MODELS
-    picked = picked or [best]
+    picked = [by_number[n] for n in numbers if n in by_number][:MAX_CONFIGS] or [best]
     rows = [t for t in trials if t.kind in ROW_MODELS and t.status == "finished" and t not in picked]
     return picked + rows
 
