@@ -294,7 +294,9 @@ CASES: list[Case] = [
     Case("manifest-header-only", manifest_case(lambda m, df: _write_df(df.head(0), m),
                                                "has a header but no rows; add one row per sample")),
     Case("manifest-unknown-format", manifest_case(
-        lambda m, df: _write_df(df, m.with_suffix(".xlsx")), "unknown format '.xlsx'; use .csv, .tsv, .jsonl")),
+        lambda m, df: _write_df(df, m.with_suffix(".ods")), "unknown format '.ods'; use .csv, .tsv, .jsonl")),
+    Case("manifest-csv-named-xlsx", manifest_case(
+        lambda m, df: _write_df(df, m.with_suffix(".xlsx")), "manifest.xlsx' cannot be parsed as excel: ")),
     Case("manifest-not-utf8", manifest_case(_cp1252_text, "is not UTF-8 text (line 4, byte", "save it as UTF-8")),
     Case("manifest-no-label-column", manifest_case(
         lambda m, df: _write_df(df.rename(columns={"label": "answer"}), m),
