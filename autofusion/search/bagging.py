@@ -12,8 +12,9 @@ shared by its k models), tested once and logged as one ensemble pyfunc in the se
 it is then the search's model.
 
 ``search.bagging: auto`` (the default) bags with ``FOLDS`` folds when the training and
-validation rows are at most ``AUTO_ROWS`` and the search has one objective; ``0`` never, ``K``
-always with K folds.
+validation rows are at most ``AUTO_ROWS`` and the search has one objective, within a budget
+(:func:`budget_of`: the networks' folds take about the trials' own wall time at most); ``0``
+never, ``K`` always with K folds, every chosen configuration.
 """
 
 from __future__ import annotations

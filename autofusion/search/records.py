@@ -158,7 +158,7 @@ class BaggedResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
     model_uri: str | None = None
     seconds: float = 0.0
-    dropped: list[str] = field(default_factory=list)  # configurations whose folds failed, with why
+    dropped: list[str] = field(default_factory=list)  # configurations left out (folds failed, or the budget), with why
     oof_values: dict[int, float] = field(default_factory=dict)  # each configuration bagged -> its own out-of-fold metric
 
     def members_text(self) -> str:

@@ -78,8 +78,7 @@ def log_parent_summary(uri: str, result: SearchResult, study: Any, modalities: l
                                      for n, r, w in zip(e.trials, e.run_ids, e.weights)],
                          "val_metrics": e.val_metrics, "test_metrics": e.test_metrics, "model_uri": e.model_uri},
                    "ensemble.json")
-    g = result.bagged
-    if g is not None:
+    if result.bagged is not None:
         _log_bagging(c, result)
     drawn = search_plots(result, modalities)
     for name, png in drawn.items():
