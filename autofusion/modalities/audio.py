@@ -3,8 +3,10 @@ torchaudio resamples); spectral features are computed by the encoders."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -157,25 +159,19 @@ def read_ffmpeg(source: str | Path | bytes, seconds: float | None = None) -> tup
     2 s a model keeps)."""
     import av
 
-    try:
-        with av.open(open_source(source)) as container:
-            stream = _audio_stream(container)
-            rate = int(stream.rate or stream.codec_context.sample_rate)
-            limit = None if seconds is None else int(np.ceil(seconds * rate))
-            mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            parts, have = [], 0
-            for frame in container.decode(stream):
-                for f in mono.resample(frame):
-                    parts.append(f.to_ndarray().reshape(-1))
-                    have += len(parts[-1])
-                if limit is not None and have >= limit:
-                    break
-            else:
-                parts += [f.to_ndarray().reshape(-1) for f in mono.resample(None)]
-    except DecodeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - FFmpeg's errors are many kinds
-        raise DecodeError(f"not a readable audio file ({type(exc).__name__})") from None
+    with _ffmpeg_errors(), av.open(open_source(source)) as container:
+        stream, rate = _audio_stream(container)
+        limit = None if seconds is None else int(np.ceil(seconds * rate))
+        mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        parts, have = [], 0
+        for frame in container.decode(stream):
+            for f in mono.resample(frame):
+                parts.append(f.to_ndarray().reshape(-1))
+                have += len(parts[-1])
+            if limit is not None and have >= limit:
+                break
+        else:
+            parts += [f.to_ndarray().reshape(-1) for f in mono.resample(None)]
     if not parts:
         raise DecodeError("audio file has no samples")
     return np.concatenate(parts).astype(np.float32).reshape(-1, 1), rate
@@ -186,27 +182,33 @@ def ffmpeg_length(source: str | Path | bytes) -> tuple[int, float]:
     from decoding it where the header does not say."""
     import av
 
-    try:
-        with av.open(open_source(source)) as container:
-            stream = _audio_stream(container)
-            rate = int(stream.rate or stream.codec_context.sample_rate)
-            if stream.duration and stream.time_base:
-                return rate, float(stream.duration * stream.time_base)
-            if container.duration:
-                return rate, container.duration / av.time_base
-    except DecodeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - FFmpeg's errors are many kinds
-        raise DecodeError(f"not a readable audio file ({type(exc).__name__})") from None
+    with _ffmpeg_errors(), av.open(open_source(source)) as container:
+        stream, rate = _audio_stream(container)
+        if stream.duration and stream.time_base:
+            return rate, float(stream.duration * stream.time_base)
+        if container.duration:
+            return rate, container.duration / av.time_base
     data, rate = read_ffmpeg(source)
     return rate, data.shape[0] / max(rate, 1)
 
 
-def _audio_stream(container: Any) -> Any:
+def _audio_stream(container: Any) -> tuple[Any, int]:
+    """A container's first audio stream and its sample rate."""
     stream = next((s for s in container.streams if s.type == "audio"), None)
     if stream is None:
         raise DecodeError("no audio stream")
-    return stream
+    return stream, int(stream.rate or stream.codec_context.sample_rate)
+
+
+@contextlib.contextmanager
+def _ffmpeg_errors() -> Iterator[None]:
+    """FFmpeg's errors (many kinds) as one :class:`DecodeError`."""
+    try:
+        yield
+    except DecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's errors are many kinds
+        raise DecodeError(f"not a readable audio file ({type(exc).__name__})") from None
 
 
 def render_audio(high: int, pulsed: int, rng: np.random.Generator, path: Path) -> None:

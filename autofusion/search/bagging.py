@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from autofusion.data.splits import TEST, VAL
+from autofusion.data.splits import TEST, TRAIN, VAL
+from autofusion.metrics import best_first
 from autofusion.models.linear import LINEAR
 from autofusion.models.trees import ROW_MODELS, TreeModel
 from autofusion.search.ensemble import as_outputs, greedy_selection, metric_score
@@ -91,8 +92,6 @@ def budget_of(ctx: Any, configs: list[TrialRecord], k: int) -> tuple[list[TrialR
     """:func:`within_budget` for this search: the trials' wall time (at least ``MIN_BUDGET``),
     its trials at once, and the folds' training rows over the training split's. No budget
     where the user asked for bagging by its folds (``--bagging K``): every configuration."""
-    from autofusion.data.splits import TRAIN
-
     if ctx.settings.bagging != -1:
         return configs, []
     data = ctx.data
@@ -124,7 +123,8 @@ def run_bagging(ctx: Any, configs: list[TrialRecord], k: int,
     oof = {n: _out_of_fold(pool, splits, per) for n, per in fits.items()}
     order = sorted(oof, key=lambda n: [c.number for c in configs].index(n))
     y = torch.from_numpy(data.targets[pool])
-    sel = greedy_selection([oof[n] for n in order], metric_score(y, data, s.metric, s.mode))
+    score = metric_score(y, data, s.metric, s.mode)
+    sel = greedy_selection([oof[n] for n in order], score)
     weights = {order[i]: w for i, w in sel.weights.items()}
     picked = sorted(weights, key=lambda n: -weights[n])
     avg = sum(weights[n] * oof[n] for n in picked)
@@ -132,19 +132,18 @@ def run_bagging(ctx: Any, configs: list[TrialRecord], k: int,
     by_number = {c.number: c for c in configs}
     res = BaggedResult(folds=k, rows=len(pool), trials=picked, run_ids=[by_number[n].run_id for n in picked],
                        weights=[weights[n] for n in picked], oof_metrics=metrics, dropped=dropped,
-                       oof_values=_each(oof, y, data, s.metric, s.mode))
+                       oof_values=_each(oof, score, s.mode))
     members = [(model, by_number[n], weights[n] / len(fits[n])) for n in picked for model, _ in fits[n]]
     res.seconds = time.perf_counter() - t0
     return res, members
 
 
-def _each(oof: dict[int, np.ndarray], y: torch.Tensor, data: Any, metric: str, mode: str) -> dict[int, float]:
-    """Each configuration's own out-of-fold ``metric`` over the pooled rows, best first."""
-    from autofusion.metrics import best_first
-
-    values = {n: output_metrics(as_outputs(o, data.meta.target), y, data.meta, prefix="val").get(metric, float("nan"))
-              for n, o in oof.items()}
-    return dict(sorted(values.items(), key=lambda kv: (not np.isfinite(kv[1]), best_first(kv[1], mode), kv[0])))
+def _each(oof: dict[int, np.ndarray], score: Any, mode: str) -> dict[int, float]:
+    """Each configuration's own out-of-fold metric over the pooled rows (``score``: the
+    selection's, ``ensemble.metric_score``), best first."""
+    regrets = {n: score(o)[0] for n, o in oof.items()}
+    ranked = sorted(regrets.items(), key=lambda kv: (not np.isfinite(kv[1]), kv[1], kv[0]))
+    return {n: best_first(r, mode) for n, r in ranked}  # a regret back to the metric's value
 
 
 def _out_of_fold(pool: np.ndarray, splits: list[np.ndarray], per_fold: list[tuple[Any, np.ndarray]]) -> np.ndarray:

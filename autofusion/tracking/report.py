@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from autofusion.metrics import best_first
-from autofusion.search.records import SearchResult, TrialRecord, number_text, member_name
+from autofusion.search.records import SearchResult, TrialRecord, member_name, number_text
 from autofusion.tracking import plots as drawing
 from autofusion.tracking.store import client, retry
 
