@@ -17,7 +17,7 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from autofusion.data.manifest import FORMATS, parse_columns_flag
+from autofusion.data.manifest import FORMATS, parse_columns_flag, sheet_note
 from autofusion.data.prepare import PreparedData, check_rows, split_rows
 from autofusion.data.rows import RowCheck
 from autofusion.data.splits import NAMES
@@ -58,7 +58,7 @@ def inspect_facts(
     meta, n = data.meta, len(check.df)
     return {
         "manifest": str(check.manifest),
-        "format": FORMATS[check.manifest.suffix.lower()],
+        "format": ", ".join(filter(None, [FORMATS[check.manifest.suffix.lower()], sheet_note(check.df)])),
         "task": sp.task,
         "space": str(sp.path),
         "modalities": list(check.modalities),

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autofusion.data.numbers import to_numbers
 from autofusion.errors import DataError
 
 MIN_ROWS_PER_CLASS = 3  # one for each of train, val and test
@@ -32,13 +33,12 @@ def parse_labels(
         given = [v for v, k in zip(values, ok) if k]
         if ds.label_delimiter or any(isinstance(v, (list, tuple, np.ndarray)) for v in given):
             target = "multilabel"
-        elif given and all(_is_number(v) for v in given) and (
-                not all(float(v).is_integer() for v in given) or len(set(given)) > max(30, len(given) // 10)):
+        elif given and _regression(given):
             target = "regression"  # fractions, or too many distinct whole numbers to be classes (prices)
         else:
             target = "classification"
     if target == "regression":
-        nums = pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
+        nums = to_numbers(col)
         wrong = np.flatnonzero(ok & ~np.isfinite(nums))
         if ds.target == "regression" and len(wrong) > ok.sum() / 2:
             raise DataError(f"{manifest}: target regression, but {len(wrong)} of {int(ok.sum())} labels in column "
@@ -80,6 +80,30 @@ def target_note(col: pd.Series, target: str, asked: str) -> str | None:
         return (f"target=classification ({len(nums)} distinct whole numbers, {nums[0]:g} to {nums[-1]:g}, read as "
                 "classes; --target regression predicts them as numbers)")
     return None
+
+
+def _regression(given: list[Any]) -> bool:
+    """Numbers with fractions, or more distinct whole numbers than classes could be (prices):
+    numbers as the manifest typed them, or strings that are all written numbers with a currency
+    or grouped thousands (``$350,000``), which pandas leaves as strings."""
+    if all(_is_number(v) for v in given):
+        nums = np.asarray(given, dtype=np.float64)
+    elif all(isinstance(v, str) for v in given) and any(not _plain(v) for v in given):
+        nums = to_numbers(pd.Series(given, dtype=object))
+        if not np.isfinite(nums).all():
+            return False
+    else:
+        return False
+    return bool(not np.all(nums == np.round(nums)) or len(set(nums.tolist())) > max(30, len(given) // 10))
+
+
+def _plain(v: str) -> bool:
+    """A string pandas reads as a number itself (``12``, ``3.5``)."""
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_number(v: Any) -> bool:

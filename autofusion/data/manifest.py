@@ -14,6 +14,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from autofusion.errors import DataError
@@ -96,17 +97,30 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dup:
         raise DataError(f"manifest {str(path)!r}: column names must be unique, but {', '.join(map(repr, dup))} repeat")
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    return df
 
 
 def _read_excel(path: Path) -> pd.DataFrame:
     """A workbook's first sheet, its first row the header, cells typed as the spreadsheet
     holds them (numbers, dates, text; an empty cell is missing). A workbook with no rows under
-    its header reads as empty, as a CSV does."""
-    df = pd.read_excel(path, sheet_name=0, engine="openpyxl", dtype_backend="numpy_nullable")
+    its header reads as empty, as a CSV does. With several sheets, ``attrs["sheet"]`` says
+    which was read (:func:`sheet_note`)."""
+    with pd.ExcelFile(path, engine="openpyxl") as book:
+        names = [str(n) for n in book.sheet_names]
+        df = pd.read_excel(book, sheet_name=0, dtype_backend="numpy_nullable")
     empty = df.isna() | df.apply(lambda c: c.map(lambda v: isinstance(v, str) and not v.strip()))
     df = df.loc[~empty.all(axis=1)]  # rows a spreadsheet keeps, formatted or holding a space, but empty
-    return df.loc[:, [not (str(c).startswith("Unnamed: ") and empty.loc[df.index, c].all()) for c in df.columns]]
+    df = df.loc[:, [not (str(c).startswith("Unnamed: ") and empty.loc[df.index, c].all()) for c in df.columns]]
+    if len(names) > 1:
+        df.attrs["sheet"] = (f"sheet {names[0]!r}, the first of {len(names)}: {', '.join(map(repr, names))}; "
+                             "to read another, move it first or save it as its own file")
+    return df
+
+
+def sheet_note(df: pd.DataFrame) -> str | None:
+    """Which sheet of a workbook with several was read, or None."""
+    return df.attrs.get("sheet")
 
 
 def separator(text: str) -> str:
@@ -332,13 +346,16 @@ def id_named(name: str) -> bool:
 
 def id_like(name: str, col: pd.Series) -> bool:
     """A row identifier, never a feature: named like one (``id``, ``..._id``), or unique per row
-    and either strings or consecutive whole numbers (1, 2, 3, ...)."""
+    and either strings or consecutive whole numbers (1, 2, 3, ...). Strings that are dates,
+    times or written numbers (``2023-01-05``, ``$1,234.50``) are values, unique or not."""
+    from autofusion.modalities.tabular import numbers
+
     if id_named(name):
         return True
     values = col.dropna()
     if len(values) < 2 or len(values) < len(col) or values.astype(str).nunique() < len(values):
         return False
-    nums = pd.to_numeric(values, errors="coerce")
-    if nums.isna().any():
+    nums = numbers(values)
+    if not np.isfinite(nums).all():
         return True
-    return bool((nums == nums.round()).all() and nums.max() - nums.min() + 1 == len(values))
+    return bool((nums == np.round(nums)).all() and nums.max() - nums.min() + 1 == len(values))

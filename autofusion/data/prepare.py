@@ -20,6 +20,7 @@ import pandas as pd
 from autofusion.data.arrays import IndexedRows, per_distinct, take_rows
 from autofusion.data.cache import BadCell
 from autofusion.data.labels import check_classes, target_note, target_scale
+from autofusion.data.manifest import sheet_note
 from autofusion.data.rows import InputSpec, RowCheck, check_rows
 from autofusion.data.splits import NAMES, TRAIN, VAL, assign_splits
 from autofusion.errors import ConfigError, DataError
@@ -242,7 +243,9 @@ def read_as(manifest: Path, df: pd.DataFrame, roles: dict[str, list[str]], targe
     how = {"seeded": "seeded split", "column": f"split column {roles.get('split', ['?'])[0]}",
            "column+seeded": f"split column {roles.get('split', ['?'])[0]}, the rest seeded"}.get(source, source)
     skipped = len(df) - sum(counts.values())
-    line = (f"{Path(manifest).name}: {len(df)} rows ({f'{skipped} skipped; ' if skipped else ''}"
+    sheet = sheet_note(df)
+    line = (f"{Path(manifest).name}{f' ({sheet})' if sheet else ''}: {len(df)} rows "
+            f"({f'{skipped} skipped; ' if skipped else ''}"
             f"train {counts.get('train', 0)} · val {counts.get('val', 0)} · test {counts.get('test', 0)}, {how}); "
             + "; ".join(parts))
     if roles.get("group"):

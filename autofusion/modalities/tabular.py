@@ -28,6 +28,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from autofusion.data.labels import log_target
+from autofusion.data.numbers import decimal_mark, is_marked_missing, to_numbers
 from autofusion.modalities.base import (
     MODALITIES,
     DataChoice,
@@ -85,19 +86,22 @@ def category(v: Any) -> str | None:
     return str(v).strip()
 
 
-def numbers(col: pd.Series) -> np.ndarray:
+def numbers(col: pd.Series, mark: str | None = None) -> np.ndarray:
     """A column as float64, NaN where missing or not a number. A date or time (``2021-03-04``,
     ``04/03/2021 10:00``, a Parquet timestamp) is its nanoseconds since 1970, so a date column
-    means the same read from a CSV's strings or a Parquet file's timestamps."""
+    means the same read from a CSV's strings or a Parquet file's timestamps; a number written
+    with a currency, grouped thousands or a percent sign (``$1,234.50``) is that number, with
+    the decimal ``mark`` given (a fitted column's) or decided from the column
+    (``autofusion.data.numbers``)."""
     series = pd.Series(col)
     if pd.api.types.is_numeric_dtype(series.dtype):  # numbers already (a Parquet or typed column): no cell to parse
         return pd.to_numeric(series, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
     cells = pd.Series(col, dtype=object).map(lambda v: None if is_missing(v) else v)
     dated = cells.map(is_time).astype(bool)
-    x = pd.to_numeric(cells.where(~dated, None), errors="coerce").astype("float64")
+    x = to_numbers(cells.where(~dated, None), mark)
     if dated.any():
-        x[dated] = [_nanoseconds(v) for v in cells[dated]]
-    return x.to_numpy()
+        x[dated.to_numpy()] = [_nanoseconds(v) for v in cells[dated]]
+    return x
 
 
 def is_time(v: Any) -> bool:
@@ -129,8 +133,9 @@ def column_kind(col: pd.Series, *, strict: bool = True) -> str | None:
         return None if strict else "categorical"
     if all(isinstance(v, (bool, np.bool_)) for v in values):
         return "categorical"
-    nums = numbers(pd.Series(values, dtype=object))
-    if np.isfinite(nums).all():
+    written = [v for v in values if not is_marked_missing(v)]  # "-", "n/a": a missing number
+    nums = numbers(pd.Series(written, dtype=object))
+    if written and np.isfinite(nums).all():
         whole = bool(np.all(nums == np.round(nums)))
         return "categorical" if whole and len(np.unique(nums)) <= FEW_INTEGERS else "numeric"
     if not strict:
@@ -211,7 +216,8 @@ class TabularModality(Modality):
         frame = _frame(cells, prep)
         stats = {}
         for c in prep["numeric"]:
-            x = numbers(frame[c])
+            mark = decimal_mark(frame[c])
+            x = numbers(frame[c], mark)
             x = x[np.isfinite(x)]
             # all above 0 and right-skewed (an area, a price, a count): the log scale, where its
             # few large values no longer squeeze the others together; the rule of log targets
@@ -221,7 +227,7 @@ class TabularModality(Modality):
                 x = np.log(x)
             mean = float(x.mean()) if len(x) else 0.0
             std = float(x.std()) if len(x) > 1 else 0.0
-            stats[c] = {"mean": mean, "std": std if std > 0 else 1.0, "log": log, "floor": floor}
+            stats[c] = {"mean": mean, "std": std if std > 0 else 1.0, "log": log, "floor": floor, "decimal": mark}
         vocab = {}
         for c in prep["categorical"]:
             counts = pd.Series([category(v) for v in frame[c]], dtype=object).dropna().value_counts()
@@ -235,7 +241,8 @@ class TabularModality(Modality):
         frame = _frame(cells, prep)
         parts = []
         if prep["numeric"]:
-            x = np.stack([_scaled(numbers(frame[c]), state["numeric"][c]) for c in prep["numeric"]], axis=1)
+            x = np.stack([_scaled(numbers(frame[c], state["numeric"][c].get("decimal")), state["numeric"][c])
+                          for c in prep["numeric"]], axis=1)
             mean = np.array([state["numeric"][c]["mean"] for c in prep["numeric"]])
             std = np.array([state["numeric"][c]["std"] for c in prep["numeric"]])
             missing = ~np.isfinite(x)

@@ -15,6 +15,7 @@ from autofusion.data.manifest import (
     parse_columns_flag,
     read_manifest,
     resolve_columns,
+    sheet_note,
 )
 from autofusion.data.splits import TEST, TRAIN, VAL, assign_splits, parse_split_column
 from autofusion.errors import DataError
@@ -97,6 +98,10 @@ def test_a_workbook_reads_its_first_sheet_with_the_cells_typed(tmp_path):
     assert list(df.columns) == ["photo", "area", "listed", "label"] and len(df) == 3
     assert df["area"].iloc[0] == 120.5 and pd.isna(df["area"].iloc[1])
     assert pd.api.types.is_datetime64_any_dtype(df["listed"]) and df["listed"].iloc[2] == pd.Timestamp("2023-12-24")
+    # the line a search prints says which sheet it read, and how to read another
+    assert sheet_note(df) == ("sheet 'data', the first of 2: 'data', 'notes'; to read another, move it first "
+                              "or save it as its own file")
+    assert sheet_note(read_manifest(write(pd.DataFrame(ROWS), tmp_path / "one.xlsx"))) is None
 
 
 def test_json_keeps_strings_that_look_like_numbers(tmp_path):
