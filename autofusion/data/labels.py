@@ -157,7 +157,7 @@ def check_classes(
     needs_split = (given[keep] < 0).any()
     small = [c for c in range(len(classes)) if 0 < counts[c] < MIN_ROWS_PER_CLASS]
     if small and needs_split:
-        desc = ", ".join(f"{classes[c]!r} ({counts[c]} rows)" for c in small[:5])
+        desc = ", ".join(f"{classes[c]!r} ({counts[c]} row{'s' if counts[c] != 1 else ''})" for c in small[:5])
         desc += f" and {len(small) - 5} more" if len(small) > 5 else ""
         if policy == "error":
             raise DataError(

@@ -131,8 +131,17 @@ def present_cells(col: pd.Series) -> np.ndarray:
 
 
 def resolve_path(base: Path, cell: Any) -> str:
+    """A file cell as a path: absolute as written, else under ``base`` (the manifest's folder).
+    A relative path written on Windows (``images\\cat.png``) is read with ``/`` where no file
+    has the name as written."""
     raw = str(cell).strip()
-    return raw if os.path.isabs(raw) else str(base / raw)
+    path = raw if os.path.isabs(raw) else str(base / raw)
+    if "\\" in raw and os.sep == "/" and not os.path.exists(path):
+        posix = raw.replace("\\", "/")
+        other = posix if os.path.isabs(posix) else str(base / posix)
+        if os.path.exists(other):
+            return other
+    return path
 
 
 def check_rows(

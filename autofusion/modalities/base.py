@@ -186,6 +186,7 @@ class Normalize(nn.Module):
         return (x.float() - self.mean) / self.std
 
 
+WINDOWS = re.compile(r"^(.*/)?([A-Za-z]:[\\/]|\\\\)")  # C:\data\..., \\server\share (also after a path join)
 URL = re.compile(r"(^|/)(https?|s3|gs|ftp|az|abfss?|hdfs):/", re.I)  # also after a path join: https:/host/...
 
 
@@ -202,6 +203,9 @@ def open_source(source: str | Path | bytes) -> Any:
         raise DecodeError("not a usable file name") from None
     if not exists and URL.search(str(source)):
         raise DecodeError("a URL: autofusion reads local files only; download the files and give their paths")
+    if not exists and WINDOWS.match(str(source)):
+        raise DecodeError("file not found: a Windows path; give paths relative to the manifest's folder, or this "
+                          "machine's own")
     if not exists:
         raise DecodeError("file not found")
     if not is_file:

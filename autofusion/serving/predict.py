@@ -15,6 +15,7 @@ from autofusion.data.manifest import (
     read_manifest,
 )
 from autofusion.errors import DataError, TrackingError
+from autofusion.data.rows import resolve_path
 from autofusion.modalities import MODALITIES
 
 
@@ -95,5 +96,4 @@ def request_frame(df: pd.DataFrame, manifest: Path, meta: Any, flag: dict[str, l
 def _absolute(base: Path, value: object) -> object:
     if value is None or (isinstance(value, float) and value != value) or not str(value).strip():
         return value
-    p = Path(str(value).strip())
-    return str(p if p.is_absolute() else base / p)
+    return resolve_path(base, value)

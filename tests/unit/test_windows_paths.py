@@ -1,0 +1,41 @@
+"""A manifest written on Windows: relative file paths with backslashes are read on Linux and
+macOS as the same files, for training and for prediction; an absolute Windows path says what it
+is instead of a bare "file not found"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from autofusion.data.inspection import inspect_facts
+from autofusion.data.rows import resolve_path
+from autofusion.modalities.base import DecodeError, open_source
+from autofusion.serving.predict import _absolute
+
+
+def _manifest(root: Path, paths: list[str]) -> Path:
+    (root / "images").mkdir()
+    for i in range(len(paths)):
+        Image.new("RGB", (8, 8), (30 * (i % 8), 0, 0)).save(root / "images" / f"{i}.png")
+    df = pd.DataFrame({"image": paths, "label": ["a", "b"] * (len(paths) // 2)})
+    df.to_csv(root / "m.csv", index=False)
+    return root / "m.csv"
+
+
+def test_relative_backslash_paths_are_the_same_files(tmp_path):
+    path = _manifest(tmp_path, [f"images\\{i}.png" for i in range(24)])
+    facts = inspect_facts(path, home=tmp_path / "home")
+    assert facts["bad_rows"]["count"] == 0 and facts["kept"] == 24
+    assert resolve_path(tmp_path, "images\\3.png") == str(tmp_path / "images" / "3.png")
+    assert _absolute(tmp_path, "images\\3.png") == str(tmp_path / "images" / "3.png")  # predict reads them too
+    assert resolve_path(tmp_path, "images\\none.png") == str(tmp_path / "images\\none.png")  # no such file: as written
+
+
+def test_an_absolute_windows_path_says_so():
+    with pytest.raises(DecodeError, match="a Windows path; give paths relative to the manifest's folder"):
+        open_source("/data/C:\\Users\\ann\\images\\0.png")
+    with pytest.raises(DecodeError, match="^file not found$"):
+        open_source("/data/images/0.png")
