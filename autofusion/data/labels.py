@@ -59,9 +59,40 @@ def parse_labels(
             multi[i, [index[c] for c in s]] = 1.0
         return target, classes, multi, dict(sorted(bad.items()))
     names = [_label_name(v) if k else "" for v, k in zip(values, ok)]
+    merged = spellings(names, ok)
+    names = [merged.get(n, n) for n in names]
     uniq = sorted({n for n, k in zip(names, ok) if k}, key=_natural)
     index = {c: i for i, c in enumerate(uniq)}
     return target, uniq, np.array([index.get(n, 0) for n in names], dtype=np.int64), bad
+
+
+def spellings(names: list[str], ok: Any = None) -> dict[str, str]:
+    """Class names written in several cases (``Positive``, `` positive ``, ``POSITIVE``): each
+    other spelling -> the one most rows use (on a tie, the first in sort order), which names the
+    class. Hand-typed labels differ so by mistake far more often than two classes do."""
+    from collections import Counter
+
+    counts = Counter(n for n, k in zip(names, ok if ok is not None else [True] * len(names)) if k and n)
+    groups: dict[str, list[str]] = {}
+    for n in sorted(counts):
+        groups.setdefault(n.casefold(), []).append(n)
+    out = {}
+    for group in groups.values():
+        main = min(group, key=lambda n: (-counts[n], n))
+        out.update({n: main for n in group if n != main})
+    return out
+
+
+def spellings_note(col: pd.Series) -> str | None:
+    """The line the search prints when it read differently cased labels as one class."""
+    names = [_label_name(v) for v in col.tolist() if not _is_missing(v)]
+    merged = spellings(names)
+    if not merged:
+        return None
+    counts = pd.Series(names).value_counts()
+    parts = [f"{n!r} ({counts[n]} row{'s' if counts[n] != 1 else ''}) as {main!r} ({counts[main]})"
+             for n, main in merged.items()]
+    return f"labels written in another case are one class: {', '.join(parts[:5])}"
 
 
 def target_note(col: pd.Series, target: str, asked: str) -> str | None:

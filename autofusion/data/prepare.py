@@ -19,7 +19,7 @@ import pandas as pd
 
 from autofusion.data.arrays import IndexedRows, per_distinct, take_rows
 from autofusion.data.cache import BadCell
-from autofusion.data.labels import check_classes, target_note, target_scale
+from autofusion.data.labels import check_classes, spellings_note, target_note, target_scale
 from autofusion.data.manifest import sheet_note
 from autofusion.data.rows import InputSpec, RowCheck, check_rows
 from autofusion.data.splits import NAMES, TRAIN, VAL, assign_splits
@@ -204,8 +204,9 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
         infos[m] = mod.info(check.prep[m], states.get(m, {}))
     kept_targets = targets[keep]
     scale = target_scale(kept_targets[split == TRAIN]) if target == "regression" else {}
-    note = target_note(df[roles["label"][0]], target, ds.target)
-    chosen = [*([note] if note else []), *(str(c) for c in check.chosen)]
+    notes = [target_note(df[roles["label"][0]], target, ds.target),
+             spellings_note(df[roles["label"][0]]) if target == "classification" else None]
+    chosen = [*filter(None, notes), *(str(c) for c in check.chosen)]
     if scale.get("log"):  # strictly positive, skewed: learned and scored on the log scale (labels.target_scale)
         kept_targets = np.log(np.maximum(kept_targets, np.finfo(np.float32).tiny)).astype(kept_targets.dtype)
         chosen.append(f"target=log({target_name(roles)}) (all training targets > 0, right-skewed: the model learns "

@@ -84,6 +84,8 @@ def labels(df: pd.DataFrame, meta: DataMeta, flag: dict[str, list[str]],
     if len(keep) == 0:
         raise DataError(f"{manifest}: no row has a label in column {col!r}")
     if meta.target == "classification":
+        folded = {c.casefold(): c for c in meta.classes}  # the model's spelling of a class (labels.spellings)
+        classes = [c if c in meta.classes else folded.get(c.casefold(), c) for c in classes]
         unknown = [classes[t] for t in targets[keep] if classes[t] not in meta.classes]
         if unknown:
             raise DataError(f"{manifest}: label {unknown[0]!r} in column {col!r} is not one of the model's classes "

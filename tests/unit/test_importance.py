@@ -120,6 +120,18 @@ def test_explain_refuses_a_bad_model_or_a_manifest_without_labels_in_one_line(te
         assert "Traceback" not in res.output
 
 
+def test_explain_matches_the_models_classes_whatever_their_case(text_only, tmp_path):
+    """Labels the search read as one class however cased (``labels.spellings``) are scored the same."""
+    _, _, uri, registered, manifest = text_only
+    df = pd.read_csv(manifest)
+    df["image"] = [str(manifest.parent / p) for p in df["image"]]
+    df["label"] = df["label"].str.upper()
+    df.to_csv(tmp_path / "upper.csv", index=False)
+    same = explain_manifest(uri, registered, manifest, rows=40, seed=1)
+    upper = explain_manifest(uri, registered, tmp_path / "upper.csv", rows=40, seed=1)
+    assert upper.base == same.base and upper.inputs[0].name == "text"
+
+
 def _without_labels(manifest, tmp_path):
     df = pd.read_csv(manifest).drop(columns="label")
     df["image"] = [str(manifest.parent / p) for p in df["image"]]
