@@ -213,6 +213,27 @@ def open_source(source: str | Path | bytes) -> Any:
     return str(path)
 
 
+def eight_bit(im: Any) -> Any:
+    """An image of more than 8 bits a channel (16-bit greyscale PNG or TIFF, as scans and depth
+    maps are saved; 32-bit integer or float) as 8-bit greyscale: a float image within [0, 1]
+    scaled by 255, any other stretched from its own minimum to its maximum (Pillow's own
+    conversion clips such values at 255: a 16-bit scan turns white, a [0, 1] float one black).
+    An 8-bit image unchanged."""
+    from PIL import Image as PILImage
+
+    if im.mode not in ("I", "F") and not im.mode.startswith("I;16"):
+        return im
+    x = np.asarray(im, dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if im.mode == "F" and low >= 0.0 and high <= 1.0:
+        low, high = 0.0, 1.0
+    elif high <= 255.0 and low >= 0.0:
+        low, high = 0.0, 255.0
+    scaled = (np.nan_to_num(x, nan=low) - low) / (high - low) * 255.0 if high > low else np.zeros_like(x)
+    return PILImage.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), "L")
+
+
 def upright(im: Any) -> Any:
     """The image as it is meant to be seen: a phone's photo turned by its EXIF orientation tag
     (stored sideways, shown upright), as every viewer shows it; other images unchanged."""

@@ -19,6 +19,7 @@ from autofusion.modalities.base import (
     ModalityInfo,
     Normalize,
     PrepSettings,
+    eight_bit,
     open_source,
     register_modality,
     round_up,
@@ -106,7 +107,7 @@ def decode_image(source: str | Path | bytes, size: int) -> np.ndarray:
 
     try:
         with PILImage.open(open_source(source)) as im:
-            im = upright(im).convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)
+            im = eight_bit(upright(im)).convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
     except DecodeError:
         raise

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from autofusion.errors import ConfigError
 from autofusion.modalities import DecodeError, ModalityInfo
-from autofusion.modalities.base import open_source, upright
+from autofusion.modalities.base import eight_bit, open_source, upright
 from autofusion.models.base import Encoder, Tokens
 from autofusion.models.encoders._embed import embed, embed_batch_size
 from autofusion.models.extractors import FeatureExtractor
@@ -128,7 +128,7 @@ def decode_crop(source: Any, size: int, crop_pct: float = 1.0, interpolation: st
         interpolation, Image.Resampling.BICUBIC)
     try:
         with Image.open(open_source(source)) as im:
-            im = upright(im).convert("RGB")
+            im = eight_bit(upright(im)).convert("RGB")
             scale = size / crop_pct / min(im.size)
             w, h = max(size, round(im.size[0] * scale)), max(size, round(im.size[1] * scale))
             im = im.resize((w, h), resample)
