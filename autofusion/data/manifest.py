@@ -85,7 +85,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
             df = pd.read_csv(io.StringIO(text), sep=sep, decimal="," if sep == ";" else ".",
                              keep_default_na=True, dtype_backend="numpy_nullable")
         else:
-            df = pd.read_json(io.StringIO(text), lines=fmt == "jsonl", dtype=False)
+            df = flatten(pd.read_json(io.StringIO(text), lines=fmt == "jsonl", dtype=False))
     except pd.errors.EmptyDataError:
         raise DataError(f"manifest {str(path)!r} is empty; {_EMPTY_HINT}") from None
     except (ValueError, pd.errors.ParserError, OSError, ImportError, KeyError, zipfile.BadZipFile) as exc:
@@ -115,6 +115,20 @@ def _read_excel(path: Path) -> pd.DataFrame:
     if len(names) > 1:
         df.attrs["sheet"] = (f"sheet {names[0]!r}, the first of {len(names)}: {', '.join(map(repr, names))}; "
                              "to read another, move it first or save it as its own file")
+    return df
+
+
+def flatten(df: pd.DataFrame) -> pd.DataFrame:
+    """A JSON manifest's nested objects as columns of their own, named by their path
+    (``{"meta": {"price": 3}}`` -> ``meta.price``), as ``pandas.json_normalize`` names them;
+    lists stay cells."""
+    nested = [c for c in df.columns if df[c].map(lambda v: isinstance(v, dict)).any()]
+    for c in nested:
+        cells = [v if isinstance(v, dict) else {} for v in df[c]]
+        wide = pd.json_normalize(cells).add_prefix(f"{c}.")
+        wide.index = df.index
+        at = list(df.columns).index(c)
+        df = pd.concat([df.iloc[:, :at], wide, df.iloc[:, at + 1:]], axis=1)
     return df
 
 

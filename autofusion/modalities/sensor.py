@@ -32,6 +32,7 @@ from autofusion.modalities.base import (
 
 LENGTH_CAP, LENGTH_CAP_GPU = 1024, 4096  # time steps
 DEMO_LENGTH = 64
+SAMPLE = 50  # inline cells a column is recognised on
 
 
 class SensorPrep(PrepSettings):
@@ -47,6 +48,14 @@ def inline(cell: Any) -> bool:
     if isinstance(cell, (list, tuple, np.ndarray)):
         return True
     return isinstance(cell, str) and cell.lstrip().startswith("[")
+
+
+def _numbers(cell: Any) -> bool:
+    """Whether an inline cell reads as numbers (at least one)."""
+    try:
+        return read_series(cell).size > 0
+    except DecodeError:
+        return False
 
 
 def read_series(source: Any) -> np.ndarray:
@@ -170,7 +179,10 @@ class SensorModality(Modality):
         vals = [v for v in values if isinstance(v, (list, tuple, np.ndarray)) or (isinstance(v, str) and v.strip())]
         if not vals:
             return False
-        return sum(inline(v) for v in vals) >= 0.9 * len(vals) or super().recognises(values)
+        lists = [v for v in vals if inline(v)]
+        if len(lists) >= 0.9 * len(vals):  # lists of numbers; lists of words (tags) are not readings
+            return sum(map(_numbers, lists[:SAMPLE])) >= 0.9 * min(len(lists), SAMPLE)
+        return super().recognises(values)
 
     def render_demo(self, bits: tuple[int, int], rng: np.random.Generator, path: Path) -> str | None:
         """A slow (0) or fast (1) oscillation, steady (0) or decaying (1), with noise; as JSON."""

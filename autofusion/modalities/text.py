@@ -65,6 +65,8 @@ def as_text(cell: Any) -> str:
     """A manifest cell as text ('' for an empty one)."""
     if cell is None or (isinstance(cell, float) and np.isnan(cell)):
         return ""
+    if _words(cell):  # a JSON list of words (tags): "red, blue"
+        return ", ".join(str(v) for v in cell)
     try:
         import pandas as pd
 
@@ -73,6 +75,11 @@ def as_text(cell: Any) -> str:
     except ImportError:  # pragma: no cover
         pass
     return str(cell)
+
+
+def _words(cell: Any) -> bool:
+    """A list of strings (tags, keywords), as JSON manifests hold them."""
+    return isinstance(cell, (list, tuple)) and len(cell) > 0 and all(isinstance(v, str) for v in cell)
 
 
 def join_fields(frame: pd.DataFrame) -> pd.Series:
@@ -195,11 +202,14 @@ class TextModality(Modality):
 
     def recognises(self, values: Sequence[Any]) -> bool:
         """Strings that are not file paths, numbers or lists: free text (sentences), or short
-        strings with too many distinct values to be categories (names, titles, cast lists)."""
+        strings with too many distinct values to be categories (names, titles, cast lists); or
+        a JSON manifest's lists of words (tags), each read as the words joined by commas."""
         cells = [v for v in values if as_text(v).strip()]  # None, NaN, pd.NA and blanks are empty cells
-        vals = [v.strip() for v in cells if isinstance(v, str)]
+        vals = [as_text(v).strip() for v in cells if isinstance(v, str) or _words(v)]
         if not vals or len(vals) < 0.9 * len(cells):
             return False
+        if sum(map(_words, cells)) >= 0.9 * len(cells):
+            return True  # lists of words (tags, keywords): a bag of words, however few distinct
         if any(v.startswith("[") for v in vals[:50]) or _numeric_share(vals) >= 0.9 or _time_share(vals) >= 0.9:
             return False  # lists, numbers, dates and times (tabular reads the last two)
         return free_text(vals) or short_text(vals)
