@@ -94,6 +94,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError(f"manifest {str(path)!r} has a header but no rows; add one row per sample")
     df.columns = [str(c).strip() for c in df.columns]
+    # a trailing separator on every line (spreadsheet exports): a nameless column with nothing in it
+    df = df.loc[:, [not (c.startswith("Unnamed: ") and df[c].isna().all()) for c in df.columns]]
     dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dup:
         raise DataError(f"manifest {str(path)!r}: column names must be unique, but {', '.join(map(repr, dup))} repeat")

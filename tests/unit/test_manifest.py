@@ -74,6 +74,12 @@ def test_a_spreadsheets_semicolon_csv_reads_like_a_comma_one(tmp_path):
     assert read_manifest(comma)["caption"].tolist() == ["a hat; red"]
 
 
+def test_a_trailing_separator_on_every_line_adds_no_column(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("image,text,label,\na.png,hi,x,\nb.png,yo,y,\n")
+    assert list(read_manifest(path).columns) == ["image", "text", "label"]
+
+
 def test_a_workbook_reads_its_first_sheet_with_the_cells_typed(tmp_path):
     """An .xlsx as a spreadsheet saves it: numbers and dates typed, an empty cell missing, the
     first sheet the data (a second one, notes, is not read), formatted empty rows and columns
