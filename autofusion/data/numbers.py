@@ -32,6 +32,8 @@ _POINT = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?$")  # 1,234.5 
 _COMMA = re.compile(r"^[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)?(?:,\d+)?$")  # 1.234,5 / 1234,5 / ,5
 _COMMA_DECIMALS = re.compile(r"^[+-]?(?:\d{1,3}(?:\.\d{3})+,\d+|\d*,(?:\d{1,2}|\d{4,}))$")  # only a comma mark reads so
 _POINT_DECIMALS = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+\.\d+|\d*\.(?:\d{1,2}|\d{4,}))$")
+_LETTER = re.compile(r"[^\W\d_]")  # a letter: only a currency code may hold one
+_CODE = re.compile(rf"\b(?:{'|'.join(CODES)})\b", re.I)
 SAMPLE = 2000  # cells a column's decimal mark is decided on
 MAX_LENGTH = 40  # characters a written number has at most ("USD -1 234 567 890,12" has 21)
 
@@ -92,21 +94,30 @@ def to_numbers(cells: pd.Series, mark: str | None = None) -> np.ndarray:
     from the cells when None)."""
     cells = pd.Series(cells, dtype=object).reset_index(drop=True)
     x = pd.to_numeric(cells, errors="coerce").astype("float64").to_numpy(copy=True)
-    todo = [i for i in np.flatnonzero(np.isnan(x)) if _maybe(cells[i])]
-    if not todo:
+    strings = cells.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    unread = np.flatnonzero(np.isnan(x) & strings)
+    if not len(unread):
+        return x
+    candidates = {v for v in dict.fromkeys(cells.iloc[unread]) if _maybe(v)}  # each distinct string once
+    if not candidates:
         return x
     if mark is None:
         mark = decimal_mark(cells)
     if mark == ",":  # pandas read "1.234" as 1.234: a comma column's cells are all read the written way
-        todo = [i for i in range(len(cells)) if _maybe(cells[i])]
-    for i in todo:
-        x[i] = parse(cells[i], mark)
+        unread = np.flatnonzero(strings)
+        candidates = {v for v in dict.fromkeys(cells.iloc[unread]) if _maybe(v)}
+    values = {v: parse(v, mark) for v in candidates}
+    for i in unread:
+        v = cells.iat[i]
+        if v in values:
+            x[i] = values[v]
     return x
 
 
 def _maybe(v: Any) -> bool:
     """A string that may be a written number: short, with a digit (free text is neither)."""
-    return isinstance(v, str) and len(v) <= MAX_LENGTH and any(ch.isdigit() for ch in v) and not is_marked_missing(v)
+    return (isinstance(v, str) and len(v) <= MAX_LENGTH and any(ch.isdigit() for ch in v)
+            and (not _LETTER.search(v) or bool(_CODE.search(v))) and not is_marked_missing(v))
 
 
 def _strings(cells: Iterable[Any]) -> list[str]:
