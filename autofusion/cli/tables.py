@@ -145,6 +145,8 @@ def trials_table(parent: Any, trials: list[TrialRecord], sort_by: str | None = N
     metric = parent.data.params.get("search.metric", "val_accuracy")
     mode = parent.data.params.get("search.mode", "max")
     cols = view_columns(metric)
+    if any(t.oof_value is not None for t in trials):  # a bagged search: each configuration's out-of-fold value
+        cols.insert(cols.index(metric) + 1, f"oof_{metric}")
     rows = [{k: row[k] for k in [*cols, "best"]}
             for row in trial_rows(trials, metric, best_run_id=parent.data.tags.get("autofusion.best_run_id"))]
     key = sort_by or metric

@@ -107,6 +107,7 @@ class TrialRecord:
     # "stopped" (the scheduler or the time budget stopped it: status "pruned"); None while running.
     stop_reason: str | None = None
     kind: str = "fusion"  # "fusion": a sampled fusion model; "lightgbm", "linear": the row members (search/trees.py)
+    oof_value: float | None = None  # the search metric out of fold when bagging refitted it (read back from its run)
 
     def best_metrics(self) -> dict[str, float]:
         """The metrics of the trial's best epoch (empty before one is known)."""

@@ -33,6 +33,7 @@ def record_from_run(client: Any, run: Any, metric: str, mode: str, *, number: in
     rec.history = [{} for _ in range(epochs)]
     rec.num_params = int(last["num_params"]) if "num_params" in last else None
     rec.latency_ms = last.get("latency_ms")
+    rec.oof_value = last.get(f"oof_{metric}")
     if not history:
         rec.best_value = last.get(f"best_{metric}")
         rec.best_epoch = int(tags["autofusion.best_epoch"]) if "autofusion.best_epoch" in tags else None

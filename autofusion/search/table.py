@@ -33,7 +33,7 @@ def trial_rows(trials: list[TrialRecord], metric: str, modalities: Sequence[str]
             metric: t.best_value, "best_epoch": t.best_epoch, "epochs": len(t.history),
             "params": t.num_params, "latency_ms": t.latency_ms, "seconds": round(t.seconds, 2),
             "run_id": t.run_id, "error": t.error, "best": best_run_id is not None and t.run_id == best_run_id,
-            "ensemble_weight": round((weights or {}).get(t.run_id or "", 0.0), 4),
+            "ensemble_weight": round((weights or {}).get(t.run_id or "", 0.0), 4), f"oof_{metric}": t.oof_value,
         })
     return rows
 

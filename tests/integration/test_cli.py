@@ -66,6 +66,10 @@ def test_installed_entry_point_search_promote_predict(tmp_path, store_template):
     assert len(preds) == 64 and {"predicted_label", "prob_alpha"} <= set(preds.columns)
     res = CliRunner().invoke(cli, ["trials", "--task", "image_text", "--tracking-uri", uri])
     assert res.exit_code == 0 and "val_f1_macro" in res.output
+    header = next(ln for ln in res.output.splitlines() if "trial" in ln and "status" in ln)
+    assert "oof_val_f1_macro" in header  # the bagged configurations' out-of-fold values beside the validation's
+    oof = {f"{m['oof_val_f1_macro']:.4g}" for m in members}
+    assert sum(any(v in ln for v in oof) for ln in res.output.splitlines()) >= len(members), res.output
 
 
 @pytest.mark.parametrize("args,message", [
