@@ -10,6 +10,7 @@ A new modality is one module with one ``@register_modality`` class.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -211,6 +212,17 @@ def open_source(source: str | Path | bytes) -> Any:
     if not is_file:
         raise DecodeError("not a file")
     return str(path)
+
+
+@functools.cache
+def heif() -> None:
+    """Lets Pillow open HEIC/HEIF photos (an iPhone's own format) through pillow-heif, once per
+    process; first called by an image reader, so a search without images never imports it."""
+    try:
+        import pillow_heif
+    except ImportError:  # pragma: no cover - a dependency; without it HEIC files are unreadable images
+        return
+    pillow_heif.register_heif_opener()
 
 
 def eight_bit(im: Any) -> Any:

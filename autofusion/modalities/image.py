@@ -20,6 +20,7 @@ from autofusion.modalities.base import (
     Normalize,
     PrepSettings,
     eight_bit,
+    heif,
     open_source,
     register_modality,
     round_up,
@@ -66,7 +67,7 @@ class ImageModality(Modality):
     name = "image"
     Prep = ImagePrep
     file_based = True
-    extensions = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+    extensions = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif"})
     dtype = np.uint8
 
     def choose(self, prep: dict, sample: Sequence[Any], *, cuda: bool) -> tuple[dict, list[DataChoice]]:
@@ -105,6 +106,7 @@ def decode_image(source: str | Path | bytes, size: int) -> np.ndarray:
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
+    heif()
     try:
         with PILImage.open(open_source(source)) as im:
             im = eight_bit(upright(im)).convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)

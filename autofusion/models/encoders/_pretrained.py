@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from autofusion.errors import ConfigError
 from autofusion.modalities import DecodeError, ModalityInfo
-from autofusion.modalities.base import eight_bit, open_source, upright
+from autofusion.modalities.base import eight_bit, heif, open_source, upright
 from autofusion.models.base import Encoder, Tokens
 from autofusion.models.encoders._embed import embed, embed_batch_size
 from autofusion.models.extractors import FeatureExtractor
@@ -126,6 +126,7 @@ def decode_crop(source: Any, size: int, crop_pct: float = 1.0, interpolation: st
 
     resample = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}.get(
         interpolation, Image.Resampling.BICUBIC)
+    heif()
     try:
         with Image.open(open_source(source)) as im:
             im = eight_bit(upright(im)).convert("RGB")

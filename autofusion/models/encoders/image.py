@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from autofusion.components import Ge, Le, Rate, Size
 from autofusion.modalities import DecodeError, ModalityInfo
-from autofusion.modalities.base import Normalize, eight_bit, open_source, upright
+from autofusion.modalities.base import Normalize, eight_bit, heif, open_source, upright
 from autofusion.models import weights
 from autofusion.models.base import Encoder, Tokens, register_encoder
 from autofusion.models.encoders._classical import (
@@ -170,6 +170,7 @@ def decode_small(source: Any, side: int) -> np.ndarray:
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
+    heif()
     try:
         with PILImage.open(open_source(source)) as im:
             im.draft("RGB", (side * 2, side * 2))
