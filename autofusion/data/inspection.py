@@ -240,6 +240,8 @@ def _summary(f: dict[str, Any]) -> list[Any]:
     if unused:
         _row(summary, "unused columns", ", ".join(unused))
     _row(summary, "target", f["target"] + (f", {len(f['classes'])} classes" if f["classes"] else ""))
+    for i, line in enumerate(f.get("chosen") or []):  # what a search prints before its trials, as it would
+        _row(summary, "read as" if i == 0 else "", line)
     return [_heading(f"Manifest {f['manifest']}"), summary]
 
 

@@ -23,3 +23,18 @@ def test_case_variants_of_a_label_are_one_class(tmp_path):
                     "'positive' (2 rows) as 'Positive' (5)")
     assert spellings(["a", "A"]) == {"a": "A"}  # a tie: the first in sort order names the class
     assert spellings_note(pd.Series(["x", "y", "x"])) is None
+
+
+def test_data_inspect_prints_how_the_labels_and_columns_were_read(tmp_path):
+    from click.testing import CliRunner
+
+    from autofusion.cli import cli
+
+    rows = [{"review": f"words number {i} here", "price": round(10 + 3.7 * i, 2), "sentiment": ["Good", "good", "bad"][i % 3]}
+            for i in range(30)]
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    res = CliRunner().invoke(cli, ["data", "inspect", str(tmp_path / "m.csv"), "--columns", "label=sentiment"],
+                             env={"AUTOFUSION_HOME": str(tmp_path / "home")})
+    assert res.exit_code == 0, res.output
+    assert "read as" in res.output and "labels written in another case are one class" in res.output
+    assert "tabular.numeric=['price']" in res.output
