@@ -153,6 +153,7 @@ def prepare_data(
     if policy not in ("error", "skip"):
         raise ConfigError(f"on_bad_rows must be 'error' or 'skip', but got {policy!r}")
     check = check_rows(manifest, space, columns=columns, home=home, seed=seed, cuda=cuda, progress=progress)
+    stop_on_wrong_column(check)
     if check.bad and policy == "error":
         raise DataError(bad_rows_message(check.manifest, check.bad, len(check.df)))
     return split_rows(check, space, on_bad_rows=policy, seed=seed)
@@ -165,6 +166,7 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
     ds = space.file.data
     df, manifest, roles = check.df, check.manifest, check.roles
     target, classes, targets = check.target, check.classes, check.targets
+    stop_on_wrong_column(check)
     if check.bad and on_bad_rows == "error":
         raise DataError(bad_rows_message(manifest, check.bad, len(df)))
     keep = np.setdiff1d(np.arange(len(df)), np.array(check.bad_rows, dtype=int) - 1)
@@ -261,6 +263,24 @@ def target_name(roles: dict) -> str:
     """The label column's name, for messages."""
     label = roles.get("label") or ["target"]
     return str(label[0] if isinstance(label, (list, tuple)) else label)
+
+
+def stop_on_wrong_column(check: RowCheck) -> None:
+    """Stops when a file input is no such input: not one of its filled cells could be read (a
+    column of texts named as the images, a folder of the wrong files). The column, not the
+    rows, is then what to fix, whatever ``on_bad_rows`` says."""
+    for spec in check.inputs:
+        mod = MODALITIES.get(spec.modality)
+        filled = int(check.present[spec.name].sum())
+        if not mod.file_based or filled < 2:
+            continue
+        cells = [b for b in check.bad if b.field == spec.name]
+        if len(cells) < filled:
+            continue
+        raise DataError(f"{check.manifest}: none of the {filled} cells of column {', '.join(spec.columns)!r} "
+                        f"(read as {spec.modality}) could be read, e.g. {cells[0]}; check that the files are "
+                        "where the manifest says (relative paths start at its folder) and that --columns "
+                        f"{spec.modality}=COLUMN names the {spec.modality} column")
 
 
 def bad_rows_message(manifest: Path, bad: list[BadCell], total: int) -> str:

@@ -304,6 +304,10 @@ CASES: list[Case] = [
     Case("manifest-columns-flag-names-a-missing-column", lambda ctx: (
         ["--data", str(m := _data(ctx)), "--columns", "text=caption"],
         [str(m), "column 'caption' (--columns text) not found; columns: id, image, text, label"])),
+    Case("manifest-columns-flag-names-texts-as-images", lambda ctx: (  # the column is wrong, not every row
+        ["--data", str(m := _data(ctx)), "--columns", "image=text"],
+        [str(m), "cells of column 'text' (read as image) could be read, e.g. row 1 image: ",
+         "that --columns image=COLUMN names the image column"])),
     Case("manifest-columns-flag-malformed", flag_case("--columns", "image",
                                                       needles=("--columns: expected ROLE=COLUMN, got 'image'",))),
     # --- rows and data files
