@@ -22,17 +22,20 @@ def parse_labels(
     """Decides the target kind and encodes the labels; returns (kind, classes, targets,
     {0-based row: why its label is bad}).
 
-    With ``data.target: auto``: lists (or a delimiter) are multi-label; numbers are a
-    regression when some have fractions or there are too many distinct ones to be classes
-    (over 30 and over a tenth of the rows, as prices are); anything else is classes."""
+    With ``data.target: auto``: lists (or a delimiter, given or found: :func:`delimiter_of`)
+    are multi-label; numbers are a regression when some have fractions or there are too many
+    distinct ones to be classes (over 30 and over a tenth of the rows, as prices are); anything
+    else is classes."""
     values = col.tolist()
     ok = np.array([not _is_missing(v) for v in values], dtype=bool)
     bad = {int(i): "empty label" for i in np.flatnonzero(~ok)}
-    target = ds.target
+    target, delimiter = ds.target, ds.label_delimiter
+    given = [v for v, k in zip(values, ok) if k]
     if target == "auto":
-        given = [v for v, k in zip(values, ok) if k]
-        if ds.label_delimiter or any(isinstance(v, (list, tuple, np.ndarray)) for v in given):
+        if delimiter or any(isinstance(v, (list, tuple, np.ndarray)) for v in given):
             target = "multilabel"
+        elif (delimiter := delimiter_of(given)) is not None:
+            target = "multilabel"  # drama|comedy: labels, not a class "drama|comedy"
         elif given and _regression(given):
             target = "regression"  # fractions, or too many distinct whole numbers to be classes (prices)
         else:
@@ -48,7 +51,8 @@ def parse_labels(
             bad[int(i)] = f"{values[i]!r} is not a finite number"
         return target, [name], np.nan_to_num(nums).astype(np.float32).reshape(-1, 1), bad
     if target == "multilabel":
-        sets = [_label_set(v, ds.label_delimiter) if k else [] for v, k in zip(values, ok)]
+        delimiter = delimiter or delimiter_of(given, found=False)  # a model's multi-label strings, read again
+        sets = [_label_set(v, delimiter) if k else [] for v, k in zip(values, ok)]
         for i, (s, k) in enumerate(zip(sets, ok)):
             if k and not s:
                 bad[i] = "empty label list"
@@ -97,19 +101,51 @@ def spellings_note(col: pd.Series) -> str | None:
 
 def target_note(col: pd.Series, target: str, asked: str) -> str | None:
     """The line the search prints about its target kind before the trials: what was asked
-    (``--target`` or ``data.target``), or, when a few whole numbers were read as classes
+    (``--target`` or ``data.target``); when delimited labels were split (``drama|comedy``), how
+    to keep each combination a class instead; when a few whole numbers were read as classes
     (ratings 1-5), how to predict them as numbers instead; None when there is nothing to say."""
     if asked != "auto":
         return f"target={target} (asked for: --target or data.target)"
+    given = [v for v in col.tolist() if not _is_missing(v)]
+    d = delimiter_of(given) if target == "multilabel" else None
+    if d is not None:
+        combos = {v.strip() for v in given}
+        parts = {p.strip() for v in combos for p in v.split(d)}
+        return (f"target=multilabel (labels split at {d!r}: {len(parts)} labels in {len(combos)} combinations; "
+                "--target classification keeps each combination a class)")
     if target != "classification":
         return None
-    given = [v for v in col.tolist() if not _is_missing(v)]
     if given and all(_is_number(v) or (isinstance(v, str) and _natural(v.strip())[0] == 0) for v in given):
         nums = sorted({float(v) for v in given})
         if len(nums) <= 2:
             return None
         return (f"target=classification ({len(nums)} distinct whole numbers, {nums[0]:g} to {nums[-1]:g}, read as "
                 "classes; --target regression predicts them as numbers)")
+    return None
+
+
+DELIMITERS = ("|", ";", ",")  # what separates the labels of a multi-label cell, most specific first
+DELIMITED_SHARE = 0.1  # labels that must hold the delimiter for it to be found
+
+
+def delimiter_of(given: list[Any], found: bool = True) -> str | None:
+    """The delimiter of multi-label strings (``drama|comedy``): the first of ``DELIMITERS``
+    in at least ``DELIMITED_SHARE`` of the labels whose parts, all non-empty, are fewer than
+    the distinct labels (a handful of labels in many combinations; ``New York, NY`` as a city
+    is one class: its parts are as many as its cities). ``found=False``: any delimiter a label
+    holds (labels already known to be multi-label)."""
+    texts = [v.strip() for v in given if isinstance(v, str)]
+    if not texts or len(texts) < len(given):
+        return None
+    for d in DELIMITERS:
+        held = [t for t in texts if d in t]
+        if not found and held:
+            return d
+        if len(held) < DELIMITED_SHARE * len(texts):
+            continue
+        parts = [p.strip() for t in texts for p in t.split(d)]
+        if all(parts) and len(set(parts)) < len(set(texts)):
+            return d
     return None
 
 

@@ -33,7 +33,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "audio": ("audio", "audio_path", "wav", "sound", "audio_file", "clip_audio"),
     "video": ("video", "video_path", "clip", "video_file", "movie"),
     "sensor": ("sensor", "sensors", "signal", "readings", "time_series", "timeseries"),
-    "label": ("label", "labels", "target", "class", "y", "category", "genre"),
+    "label": ("label", "labels", "target", "targets", "class", "classes", "y", "category", "categories", "genre",
+              "genres"),
     "split": ("split", "subset", "fold_name", "partition"),
     "group": ("group", "group_id", "patient", "patient_id", "subject", "subject_id", "speaker", "speaker_id"),
 }
