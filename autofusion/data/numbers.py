@@ -13,6 +13,7 @@ writes its decimals with a point or a comma (``12,99``) is decided once over the
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Iterable
 
@@ -68,6 +69,7 @@ def decimal_mark(cells: Iterable[Any]) -> str:
     return "," if comma and not point else "."
 
 
+@functools.lru_cache(maxsize=1 << 18)  # a column's cells are read several times while its kind is decided
 def parse(s: str, mark: str = ".") -> float:
     """One written number (see the module's docstring), NaN when it is none."""
     c, negative = core(s)
@@ -116,7 +118,12 @@ def to_numbers(cells: pd.Series, mark: str | None = None) -> np.ndarray:
 
 def _maybe(v: Any) -> bool:
     """A string that may be a written number: short, with a digit (free text is neither)."""
-    return (isinstance(v, str) and len(v) <= MAX_LENGTH and any(ch.isdigit() for ch in v)
+    return isinstance(v, str) and _maybe_text(v)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _maybe_text(v: str) -> bool:
+    return (len(v) <= MAX_LENGTH and any(ch.isdigit() for ch in v)
             and (not _LETTER.search(v) or bool(_CODE.search(v))) and not is_marked_missing(v))
 
 
