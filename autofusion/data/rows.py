@@ -133,8 +133,12 @@ def present_cells(col: pd.Series) -> np.ndarray:
 def resolve_path(base: Path, cell: Any) -> str:
     """A file cell as a path: absolute as written, else under ``base`` (the manifest's folder).
     A relative path written on Windows (``images\\cat.png``) is read with ``/`` where no file
-    has the name as written."""
+    has the name as written; a ``file://`` URI is its path."""
     raw = str(cell).strip()
+    if raw.lower().startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        raw = unquote(urlparse(raw).path) or raw
     path = raw if os.path.isabs(raw) else str(base / raw)
     if "\\" in raw and os.sep == "/" and not os.path.exists(path):
         posix = raw.replace("\\", "/")

@@ -1,6 +1,7 @@
-"""A manifest written on Windows: relative file paths with backslashes are read on Linux and
-macOS as the same files, for training and for prediction; an absolute Windows path says what it
-is instead of a bare "file not found"."""
+"""File cells as other tools write them. A manifest written on Windows: relative file paths with
+backslashes are read on Linux and macOS as the same files, for training and for prediction; an
+absolute Windows path says what it is instead of a bare "file not found". A ``file://`` URI is
+its path."""
 
 from __future__ import annotations
 
@@ -39,3 +40,9 @@ def test_an_absolute_windows_path_says_so():
         open_source("/data/C:\\Users\\ann\\images\\0.png")
     with pytest.raises(DecodeError, match="^file not found$"):
         open_source("/data/images/0.png")
+
+
+def test_a_file_uri_is_its_path(tmp_path):
+    path = _manifest(tmp_path, [(tmp_path / "images" / f"{i}.png").as_uri() for i in range(24)])
+    assert inspect_facts(path, home=tmp_path / "home")["kept"] == 24
+    assert resolve_path(tmp_path, "file:///data/my%20photo.png") == "/data/my photo.png"
