@@ -11,6 +11,7 @@ every column left that it recognises, except row ids.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -40,7 +41,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 
 # Column names of row identifiers, never a feature (also: any name ending in _id).
-ID_NAMES = frozenset({"id", "idx", "index", "uid", "uuid", "key", "row", "rowid", "row_id", "sample", "sample_id"})
+ID_NAMES = frozenset({"id", "idx", "index", "uid", "uuid", "key", "row", "rowid", "row_id", "sample", "sample_id",
+                      "no", "nr", "#", "rownum", "row_number", "record", "level_0"})
+UNNAMED = re.compile(r"^unnamed: \d+$")  # a DataFrame's index saved by pandas (to_csv without index=False)
 
 _EMPTY_HINT = "write a header row (e.g. image,text,label) and one row per sample"
 
@@ -358,13 +361,16 @@ def _many(role: str) -> bool:
 def id_named(name: str) -> bool:
     """Named like a row identifier: ``id``, ``uuid``, ``row``, ``..._id`` ..."""
     low = name.strip().lower()
-    return low in ID_NAMES or low.endswith("_id")
+    return low in ID_NAMES or low.endswith("_id") or bool(UNNAMED.match(low))
 
 
 def id_like(name: str, col: pd.Series) -> bool:
-    """A row identifier, never a feature: named like one (``id``, ``..._id``), or unique per row
-    and either strings or consecutive whole numbers (1, 2, 3, ...). Strings that are dates,
-    times or written numbers (``2023-01-05``, ``$1,234.50``) are values, unique or not."""
+    """A row identifier, never a feature: named like one (``id``, ``..._id``, pandas' saved
+    index ``Unnamed: 0``, which has gaps once rows were filtered), or unique per row and either
+    strings or consecutive whole numbers (1, 2, 3, ... in any order: a row counter, which leaks
+    the label of a file once sorted by it; keeping shuffled ones as a rank was measured on
+    imdb's ``Rank`` and gained nothing: BENCHMARKS.md). Strings that are dates, times or
+    written numbers (``2023-01-05``, ``$1,234.50``) are values, unique or not."""
     from autofusion.modalities.tabular import numbers
 
     if id_named(name):

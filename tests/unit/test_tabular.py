@@ -76,6 +76,8 @@ def test_ids_are_never_features():
     assert id_like("id", pd.Series([5, 1, 9]))
     assert id_like("house_id", pd.Series([5, 5, 9]))
     assert id_like("n", pd.Series([3, 1, 2, 4]))                        # consecutive whole numbers, one per row
+    assert id_like("Unnamed: 0", pd.Series([7, 1, 2, 40]))              # pandas' saved index, rows filtered out
+    assert id_like("No", pd.Series([5, 1, 9]))
     assert id_like("name", pd.Series(["ann", "bob", "cid"]))             # strings, one per row
     assert not id_like("area", pd.Series([1200, 3400, 980, 1500]))     # unique, but not consecutive
     assert not id_like("rooms", pd.Series([3, 3, 4]))
