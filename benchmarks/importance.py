@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    from autofusion.data.manifest import read_manifest
+    from autofusion.data.reading import read_manifest
     from autofusion.metrics import DEFAULT_METRIC
     from autofusion.serving.explain import labels
     from autofusion.serving.importance import input_importance, targets

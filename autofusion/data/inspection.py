@@ -17,7 +17,8 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from autofusion.data.manifest import FORMATS, parse_columns_flag, sheet_note
+from autofusion.data.manifest import parse_columns_flag
+from autofusion.data.reading import COMPRESSED, format_of, sheet_note
 from autofusion.data.prepare import PreparedData, check_rows, split_rows
 from autofusion.data.rows import RowCheck
 from autofusion.data.splits import NAMES
@@ -58,7 +59,8 @@ def inspect_facts(
     meta, n = data.meta, len(check.df)
     return {
         "manifest": str(check.manifest),
-        "format": ", ".join(filter(None, [FORMATS[check.manifest.suffix.lower()], sheet_note(check.df)])),
+        "format": ", ".join(filter(None, [format_of(check.manifest), _compression(check.manifest),
+                                          sheet_note(check.df)])),
         "task": sp.task,
         "space": str(sp.path),
         "modalities": list(check.modalities),
@@ -79,6 +81,12 @@ def inspect_facts(
         "cache_hit": meta.cache_hit,
         "warnings": [] if "split" in check.roles or "group" in check.roles else repeated_files(check),
     }
+
+
+def _compression(manifest: Path) -> str | None:
+    """``gz compressed`` for ``m.csv.gz``; None for a plain file."""
+    suffix = manifest.suffix.lower()
+    return f"{suffix[1:]} compressed" if suffix in COMPRESSED else None
 
 
 def _label_facts(data: PreparedData) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Reading a manifest (CSV, TSV, JSONL/JSON or Parquet) and finding its column roles.
+"""Finding a manifest's column roles (``data.reading`` reads it).
 
 A role (a modality such as image or text, or label, split, group) comes from ``--columns``,
 then from the space file's ``data.columns``, then from the column names when exactly one
@@ -10,9 +10,7 @@ every column left that it recognises, except row ids.
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,129 +42,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 ID_NAMES = frozenset({"id", "idx", "index", "uid", "uuid", "key", "row", "rowid", "row_id", "sample", "sample_id",
                       "no", "nr", "#", "rownum", "row_number", "record", "level_0"})
 UNNAMED = re.compile(r"^unnamed: \d+$")  # a DataFrame's index saved by pandas (to_csv without index=False)
-
-_EMPTY_HINT = "write a header row (e.g. image,text,label) and one row per sample"
-
-FORMATS = {
-    ".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-    ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel", ".xlsm": "excel",
-}
-BINARY = ("parquet", "excel")  # formats read from the file, not from its text
-
-
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Reads a manifest into a DataFrame with a fresh 0..N-1 index (the row numbers users see
-    are 1-based data rows).
-
-    Cells are kept as written: JSON strings such as ``"0012"`` stay strings (no dtype or date
-    guessing), and a UTF-8 byte-order mark is dropped.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(
-            f"manifest {str(path)!r} does not exist; check the path "
-            "(autofusion data demo TASK OUT writes an example manifest)"
-        )
-    if path.is_dir():
-        raise DataError(f"manifest {str(path)!r} is a folder; give the CSV/JSONL/Parquet/.xlsx file in it")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        old = " (the old binary Excel format: save it as .xlsx or .csv)" if path.suffix.lower() == ".xls" else ""
-        raise DataError(
-            f"manifest {str(path)!r}: unknown format {path.suffix or '(no extension)'!r}{old}; "
-            "use .csv, .tsv, .jsonl, .json, .parquet or .xlsx"
-        )
-    if path.stat().st_size == 0:
-        raise DataError(f"manifest {str(path)!r} is empty; {_EMPTY_HINT}")
-    text = "" if fmt in BINARY else _read_text(path)
-    try:
-        if fmt == "parquet":
-            df = pd.read_parquet(path)
-        elif fmt == "excel":
-            df = _read_excel(path)
-        elif fmt in ("csv", "tsv"):
-            sep = "\t" if fmt == "tsv" else separator(text)
-            df = pd.read_csv(io.StringIO(text), sep=sep, decimal="," if sep == ";" else ".",
-                             keep_default_na=True, dtype_backend="numpy_nullable")
-        else:
-            df = flatten(pd.read_json(io.StringIO(text), lines=fmt == "jsonl", dtype=False))
-    except pd.errors.EmptyDataError:
-        raise DataError(f"manifest {str(path)!r} is empty; {_EMPTY_HINT}") from None
-    except (ValueError, pd.errors.ParserError, OSError, ImportError, KeyError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"manifest {str(path)!r} cannot be parsed as {fmt}: {first}") from None
-    if len(df) == 0:
-        raise DataError(f"manifest {str(path)!r} has a header but no rows; add one row per sample")
-    df.columns = [str(c).strip() for c in df.columns]
-    # a trailing separator on every line (spreadsheet exports): a nameless column with nothing in it
-    df = df.loc[:, [not (c.startswith("Unnamed: ") and df[c].isna().all()) for c in df.columns]]
-    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-    if dup:
-        raise DataError(f"manifest {str(path)!r}: column names must be unique, but {', '.join(map(repr, dup))} repeat")
-    df = df.reset_index(drop=True)
-    return df
-
-
-def _read_excel(path: Path) -> pd.DataFrame:
-    """A workbook's first sheet, its first row the header, cells typed as the spreadsheet
-    holds them (numbers, dates, text; an empty cell is missing). A workbook with no rows under
-    its header reads as empty, as a CSV does. With several sheets, ``attrs["sheet"]`` says
-    which was read (:func:`sheet_note`)."""
-    with pd.ExcelFile(path, engine="openpyxl") as book:
-        names = [str(n) for n in book.sheet_names]
-        df = pd.read_excel(book, sheet_name=0, dtype_backend="numpy_nullable")
-    empty = df.isna() | df.apply(lambda c: c.map(lambda v: isinstance(v, str) and not v.strip()))
-    df = df.loc[~empty.all(axis=1)]  # rows a spreadsheet keeps, formatted or holding a space, but empty
-    df = df.loc[:, [not (str(c).startswith("Unnamed: ") and empty.loc[df.index, c].all()) for c in df.columns]]
-    if len(names) > 1:
-        df.attrs["sheet"] = (f"sheet {names[0]!r}, the first of {len(names)}: {', '.join(map(repr, names))}; "
-                             "to read another, move it first or save it as its own file")
-    return df
-
-
-def flatten(df: pd.DataFrame) -> pd.DataFrame:
-    """A JSON manifest's nested objects as columns of their own, named by their path
-    (``{"meta": {"price": 3}}`` -> ``meta.price``), as ``pandas.json_normalize`` names them;
-    lists stay cells."""
-    nested = [c for c in df.columns if df[c].map(lambda v: isinstance(v, dict)).any()]
-    for c in nested:
-        cells = [v if isinstance(v, dict) else {} for v in df[c]]
-        wide = pd.json_normalize(cells).add_prefix(f"{c}.")
-        wide.index = df.index
-        at = list(df.columns).index(c)
-        df = pd.concat([df.iloc[:, :at], wide, df.iloc[:, at + 1:]], axis=1)
-    return df
-
-
-def sheet_note(df: pd.DataFrame) -> str | None:
-    """Which sheet of a workbook with several was read, or None."""
-    return df.attrs.get("sheet")
-
-
-def separator(text: str) -> str:
-    """A CSV's field separator: ``,`` unless its header row has none and has ``;`` (a
-    spreadsheet saved in a locale whose decimal mark is the comma: ``12,5`` is then read as
-    12.5), a tab or ``|``."""
-    head = text.split("\n", 1)[0]
-    if "," in head:
-        return ","
-    return max((";", "\t", "|"), key=head.count) if any(d in head for d in ";\t|") else ","
-
-
-def _read_text(path: Path) -> str:
-    """The file as UTF-8 text; the error names the line and byte of the first bad byte."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"manifest {str(path)!r} is not UTF-8 text (line {line}, byte {exc.start}); save it as UTF-8"
-        ) from None
-    if not text.strip():
-        raise DataError(f"manifest {str(path)!r} is empty; {_EMPTY_HINT}")
-    return text
-
 
 def parse_columns_flag(text: str | None, roles: tuple[str, ...] = ROLES) -> dict[str, list[str]]:
     """``image=poster,text=plot`` -> ``{"image": ["poster"], "text": ["plot"]}``.

@@ -20,7 +20,7 @@ import pandas as pd
 from autofusion.data.arrays import IndexedRows, per_distinct, take_rows
 from autofusion.data.cache import BadCell
 from autofusion.data.labels import check_classes, spellings_note, target_note, target_scale
-from autofusion.data.manifest import sheet_note
+from autofusion.data.reading import sheet_note
 from autofusion.data.rows import InputSpec, RowCheck, check_rows
 from autofusion.data.splits import NAMES, TRAIN, VAL, assign_splits
 from autofusion.errors import ConfigError, DataError

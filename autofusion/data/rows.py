@@ -20,7 +20,8 @@ from autofusion.data.cache import (
     fingerprint,
 )
 from autofusion.data.labels import parse_labels
-from autofusion.data.manifest import read_manifest, resolve_columns
+from autofusion.data.manifest import resolve_columns
+from autofusion.data.reading import read_manifest
 from autofusion.data.splits import TRAIN, assign_splits, group_keys, parse_split_column
 from autofusion.errors import DataError
 from autofusion.home import autofusion_home, decode_cache_dir

@@ -25,9 +25,9 @@ from autofusion.data.manifest import (
     ROLES,
     candidate_columns,
     parse_columns_flag,
-    read_manifest,
 )
 from autofusion.data.prepare import DataMeta, PreparedData
+from autofusion.data.reading import read_manifest
 from autofusion.data.splits import TEST, VAL
 from autofusion.errors import ConfigError, DataError
 from autofusion.metrics import DEFAULT_METRIC

@@ -12,10 +12,10 @@ from autofusion.data.manifest import (
     ROLES,
     candidate_columns,
     parse_columns_flag,
-    read_manifest,
 )
-from autofusion.errors import DataError, TrackingError
+from autofusion.data.reading import read_manifest
 from autofusion.data.rows import resolve_path
+from autofusion.errors import DataError, TrackingError
 from autofusion.modalities import MODALITIES
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import yaml
 
 from autofusion.data.labels import log_target, parse_labels
-from autofusion.data.manifest import MODALITY_ROLES, read_manifest, resolve_columns
+from autofusion.data.manifest import MODALITY_ROLES, resolve_columns
+from autofusion.data.reading import inner_name, read_manifest
 from autofusion.data.rows import make_inputs
 from autofusion.errors import ConfigError, DataError
 from autofusion.home import autofusion_home, spaces_dir
@@ -118,7 +119,8 @@ def data_name(manifest: str | Path) -> str:
     """A name for the data's experiment and registered model: the manifest's file name, or its
     folder's when the file name is generic (``houses/manifest.csv`` -> ``houses``)."""
     path = Path(manifest).resolve()
-    stem = path.parent.name if path.stem.lower() in GENERIC_STEMS else path.stem
+    stem = inner_name(path).stem  # m.csv.gz -> m
+    stem = path.parent.name if stem.lower() in GENERIC_STEMS else stem
     return re.sub(r"[^a-z0-9_.-]+", "_", stem.lower()).strip("_.-") or "data"
 
 

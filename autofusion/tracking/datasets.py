@@ -35,7 +35,7 @@ def split_inputs(data: Any) -> list[Any]:
     import mlflow.data
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    from autofusion.data.manifest import read_manifest
+    from autofusion.data.reading import read_manifest
     from autofusion.data.splits import NAMES
 
     meta = data.meta

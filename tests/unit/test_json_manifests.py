@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from autofusion.data.inspection import inspect_facts
-from autofusion.data.manifest import read_manifest
+from autofusion.data.reading import read_manifest
 from autofusion.modalities import MODALITIES
 from autofusion.modalities.text import as_text
 
