@@ -142,11 +142,13 @@ def separator(text: str) -> str:
 
 
 def _read_text(path: Path) -> str:
-    """The file as UTF-8 text, uncompressed (:data:`COMPRESSED`); the error names the line and
-    byte of the first bad byte."""
+    """The file as UTF-8 text, uncompressed (:data:`COMPRESSED`), or UTF-16 where it starts with
+    UTF-16's byte-order mark (Excel's "Unicode Text" export); the error names the line and byte of
+    the first bad byte."""
     raw = _uncompressed(path)
+    utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-16") if utf16 else raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(

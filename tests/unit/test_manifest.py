@@ -4,7 +4,6 @@ or from a split column). No decoding here: see test_prepare.py."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -72,48 +71,6 @@ def test_a_spreadsheets_semicolon_csv_reads_like_a_comma_one(tmp_path):
     comma = tmp_path / "comma.csv"
     comma.write_text('photo,caption,label\nimg/0.png,"a hat; red",x\n')
     assert read_manifest(comma)["caption"].tolist() == ["a hat; red"]
-
-
-@pytest.mark.parametrize("name", ["m.csv.gz", "m.tsv.bz2", "m.jsonl.xz", "m.csv.zip", "data.zip"])
-def test_a_compressed_manifest_reads_as_the_file_it_holds(tmp_path, name):
-    import bz2
-    import gzip
-    import lzma
-    import zipfile
-
-    df = pd.DataFrame(ROWS)
-    inner = {"data.zip": "m.csv"}.get(name, name.rsplit(".", 1)[0])
-    (tmp_path / "plain").mkdir()
-    plain = write(df, tmp_path / "plain" / inner)
-    path = tmp_path / name
-    if name.endswith(".zip"):
-        with zipfile.ZipFile(path, "w") as z:
-            z.write(plain, inner)
-    else:
-        opener = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open}[name.rsplit(".", 1)[1]]
-        with opener(path, "wb") as f:
-            f.write(plain.read_bytes())
-    got = read_manifest(path)
-    assert got.astype(str).to_dict("records") == ROWS
-
-
-def test_a_compressed_manifest_that_cannot_be_read_says_why(tmp_path):
-    import zipfile
-
-    (tmp_path / "fake.csv.gz").write_text("not gzip")
-    with zipfile.ZipFile(tmp_path / "two.zip", "w") as z:
-        z.writestr("a.csv", "text,label\nx,y\n")
-        z.writestr("images/b.png", "")
-    for name, words in (("fake.csv.gz", "cannot be uncompressed as .gz"),
-                        ("two.zip", "holds 2 files (a.csv, images/b.png); a .zip manifest holds one")):
-        with pytest.raises(DataError, match=re.escape(words)):
-            read_manifest(tmp_path / name)
-
-
-def test_a_trailing_separator_on_every_line_adds_no_column(tmp_path):
-    path = tmp_path / "m.csv"
-    path.write_text("image,text,label,\na.png,hi,x,\nb.png,yo,y,\n")
-    assert list(read_manifest(path).columns) == ["image", "text", "label"]
 
 
 def test_a_workbook_reads_its_first_sheet_with_the_cells_typed(tmp_path):
