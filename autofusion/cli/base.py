@@ -57,3 +57,33 @@ def _tracking_option(f: Any) -> Any:
 
 def _parse_objectives(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+class ManifestPath(click.Path):
+    """A manifest's path; a folder holding one manifest (``--data houses/``) is that file:
+    the one CSV/TSV/JSONL/JSON/Parquet/.xlsx file in it (compressed too), else its
+    ``manifest.*`` or ``metadata.*`` among several."""
+
+    name = "manifest"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from pathlib import Path
+
+        from autofusion.data.reading import format_of
+
+        path = Path(super().convert(value, param, ctx))
+        if not path.is_dir():
+            return str(path)
+        try:
+            found = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")
+                           and format_of(f) is not None)
+        except AutofusionError as exc:  # a .zip that holds several files: not a manifest
+            self.fail(str(exc), param, ctx)
+        named = [f for f in found if f.name.split(".")[0].lower() in ("manifest", "metadata")]
+        if len(found) == 1 or len(named) == 1:
+            return str((found if len(found) == 1 else named)[0])
+        if not found:
+            self.fail(f"{str(path)!r} is a folder with no manifest in it (CSV/TSV/JSONL/JSON/Parquet/.xlsx); "
+                      "give the manifest's path", param, ctx)
+        shown = ", ".join(f.name for f in found[:5]) + (" ..." if len(found) > 5 else "")
+        self.fail(f"{str(path)!r} is a folder with {len(found)} manifests ({shown}); give the one to use", param, ctx)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from autofusion.cli.base import Group, _console
+from autofusion.cli.base import Group, ManifestPath, _console
 from autofusion.lazy import LazyImport
 from autofusion.search.records import TARGETS
 
@@ -31,7 +31,7 @@ def data_demo(task: str, out: str, num_samples: int | None, seed: int) -> None:
 
 
 @data.command("inspect")
-@click.argument("manifest", type=click.Path())
+@click.argument("manifest", type=ManifestPath())
 @click.option("--task", default=None)
 @click.option("--space", default=None, type=click.Path(dir_okay=False))
 @click.option("--columns", default=None, metavar="ROLE=COL,...")

@@ -7,7 +7,7 @@ from rich import box
 from rich.table import Table
 
 from autofusion import tracking
-from autofusion.cli.base import _console, _tracking_option
+from autofusion.cli.base import ManifestPath, _console, _tracking_option
 from autofusion.lazy import LazyImport
 from autofusion.search.records import Importance
 
@@ -16,7 +16,7 @@ explaining = LazyImport("autofusion.serving.explain")  # torch and MLflow: only 
 
 @click.command()
 @click.option("--model", "model_uri", required=True, help="e.g. models:/image_text@champion, runs:/<run>/model")
-@click.option("--data", "manifest", required=True, type=click.Path(), help="Labelled manifest to score the model on.")
+@click.option("--data", "manifest", required=True, type=ManifestPath(), help="Labelled manifest to score the model on.")
 @click.option("--columns", default=None, metavar="ROLE=COL,...", help="Column roles, e.g. label=price,image=photo.")
 @click.option("--metric", default=None, help="Metric whose drop is reported (default: f1_macro for classes, rmse "
               "for numbers: the search's default).")

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from autofusion import modelregistry, tracking
-from autofusion.cli.base import _console, _tracking_option
+from autofusion.cli.base import ManifestPath, _console, _tracking_option
 from autofusion.cli.tables import trials_table
 from autofusion.lazy import LazyImport
 from autofusion.search.runs import read_trials
@@ -103,7 +103,7 @@ def models(tracking_uri: str | None) -> None:
 
 @click.command()
 @click.option("--model", "model_uri", required=True, help="e.g. models:/image_text@champion")
-@click.option("--data", "manifest", required=True, type=click.Path(), help="Manifest of rows to predict.")
+@click.option("--data", "manifest", required=True, type=ManifestPath(), help="Manifest of rows to predict.")
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="CSV/JSONL/Parquet to write.")
 @click.option("--columns", default=None, metavar="ROLE=COL,...")
 @_tracking_option

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from autofusion import tracking
-from autofusion.cli.base import _console, _parse_objectives, _tracking_option
+from autofusion.cli.base import ManifestPath, _console, _parse_objectives, _tracking_option
 from autofusion.cli.tables import print_summary
 from autofusion.lazy import LazyImport
 from autofusion.search.records import (
@@ -30,7 +30,7 @@ RESOURCE_FLAGS = ("cpus_per_trial", "gpus_per_trial", "memory_per_trial", "addre
 @click.command()
 @click.option("--task", default=None, help="Task whose built-in space file to use (image_text, ...).")
 @click.option("--space", "space", default=None, type=click.Path(dir_okay=False), help="Your own space file.")
-@click.option("--data", default=None, type=click.Path(), help="Manifest (CSV/TSV/JSONL/Parquet/Excel .xlsx); default: the demo data.")
+@click.option("--data", default=None, type=ManifestPath(), help="Manifest (CSV/TSV/JSONL/Parquet/Excel .xlsx); default: the demo data.")
 @click.option("--columns", default=None, metavar="ROLE=COL,...", help="Column roles, e.g. image=poster,text=plot.")
 @click.option("--on-bad-rows", type=click.Choice(["error", "skip"]), default=None, help="What to do with bad rows.")
 @click.option("--num-trials", type=click.IntRange(min=1), default=None, help="Trials to run.")

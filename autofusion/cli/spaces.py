@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from autofusion.cli.base import Group
+from autofusion.cli.base import Group, ManifestPath
 from autofusion.lazy import LazyImport
 from autofusion.search.records import TARGETS
 
@@ -31,7 +31,7 @@ def spaces_list() -> None:
 
 @spaces.command("show")
 @click.argument("task", required=False)
-@click.option("--data", default=None, type=click.Path(), help="Print the space assembled from this manifest's columns.")
+@click.option("--data", default=None, type=ManifestPath(), help="Print the space assembled from this manifest's columns.")
 @click.option("--columns", default=None, metavar="ROLE=COL,...", help="Column roles, e.g. label=price,image=front,back.")
 @click.option("--name", default=None, help="Task name of the assembled space (default: from the manifest's name).")
 @click.option("--target", type=click.Choice(TARGETS), default=None,

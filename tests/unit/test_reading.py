@@ -1,6 +1,6 @@
-"""Reading manifests as other tools save them: compressed (``.gz``, ``.bz2``, ``.xz``, one file in
-a ``.zip``), Excel's UTF-16 "Unicode Text" export, a separator at the end of every line. The
-formats themselves: test_manifest.py."""
+"""Reading manifests as users have them: a folder that holds one; compressed (``.gz``, ``.bz2``,
+``.xz``, one file in a ``.zip``); Excel's UTF-16 "Unicode Text" export; a separator at the end of
+every line. The formats themselves: test_manifest.py."""
 
 from __future__ import annotations
 
@@ -59,3 +59,24 @@ def test_a_trailing_separator_on_every_line_adds_no_column(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("image,text,label,\na.png,hi,x,\nb.png,yo,y,\n")
     assert list(read_manifest(path).columns) == ["image", "text", "label"]
+
+
+def test_a_folder_with_one_manifest_is_that_manifest(tmp_path):
+    from click.testing import CliRunner
+
+    from autofusion.cli import cli
+
+    rows = pd.DataFrame({"text": [f"words about thing {i}" for i in range(30)], "label": ["a", "b", "c"] * 10})
+    (tmp_path / "one").mkdir()
+    rows.to_csv(tmp_path / "one" / "reviews.csv", index=False)
+    (tmp_path / "many").mkdir()
+    for name in ("a.csv", "b.jsonl"):
+        write(rows, tmp_path / "many" / name)
+    env = {"AUTOFUSION_HOME": str(tmp_path / "home")}
+    res = CliRunner().invoke(cli, ["data", "inspect", str(tmp_path / "one")], env=env)
+    assert res.exit_code == 0 and f"Manifest {tmp_path / 'one' / 'reviews.csv'}" in res.output, res.output
+    res = CliRunner().invoke(cli, ["data", "inspect", str(tmp_path / "many")], env=env)
+    assert res.exit_code == 2 and "is a folder with 2 manifests (a.csv, b.jsonl); give the one to use" in res.output
+    rows.to_csv(tmp_path / "many" / "manifest.csv", index=False)  # among several, the one named so
+    res = CliRunner().invoke(cli, ["data", "inspect", str(tmp_path / "many")], env=env)
+    assert res.exit_code == 0 and "manifest.csv" in res.output.splitlines()[0], res.output
