@@ -34,10 +34,10 @@ def parse_labels(
     if target == "auto":
         if delimiter or any(isinstance(v, (list, tuple, np.ndarray)) for v in given):
             target = "multilabel"
-        elif (delimiter := delimiter_of(given)) is not None:
-            target = "multilabel"  # drama|comedy: labels, not a class "drama|comedy"
         elif given and _regression(given):
             target = "regression"  # fractions, or too many distinct whole numbers to be classes (prices)
+        elif (delimiter := delimiter_of(given)) is not None:
+            target = "multilabel"  # drama|comedy: labels, not a class "drama|comedy"
         else:
             target = "classification"
     if target == "regression":

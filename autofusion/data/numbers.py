@@ -118,13 +118,13 @@ def to_numbers(cells: pd.Series, mark: str | None = None) -> np.ndarray:
 
 def _maybe(v: Any) -> bool:
     """A string that may be a written number: short, with a digit (free text is neither)."""
-    return isinstance(v, str) and _maybe_text(v)
+    return isinstance(v, str) and len(v) <= MAX_LENGTH and _maybe_short(v)  # free text is never cached
 
 
 @functools.lru_cache(maxsize=1 << 18)
-def _maybe_text(v: str) -> bool:
-    return (len(v) <= MAX_LENGTH and any(ch.isdigit() for ch in v)
-            and (not _LETTER.search(v) or bool(_CODE.search(v))) and not is_marked_missing(v))
+def _maybe_short(v: str) -> bool:
+    return (any(ch.isdigit() for ch in v) and (not _LETTER.search(v) or bool(_CODE.search(v)))
+            and not is_marked_missing(v))
 
 
 def _strings(cells: Iterable[Any]) -> list[str]:

@@ -6,6 +6,7 @@ Delimited (``drama|comedy``): multi-label, found without ``data.label_delimiter`
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from autofusion.data.labels import parse_labels, spellings, spellings_note, target_note
 from autofusion.data.manifest import resolve_columns
@@ -77,3 +78,9 @@ def test_a_comma_inside_a_class_name_is_no_delimiter(tmp_path):
     cities = pd.Series(["New York, NY", "Boston, MA", "Austin, TX", "Boston, MA"] * 5)
     kind, classes, _, _ = parse_labels(cities, _Ds(), tmp_path / "m.csv", "city")
     assert kind == "classification" and classes == ["Austin, TX", "Boston, MA", "New York, NY"]
+
+
+def test_decimal_comma_numbers_are_a_regression_not_labels_split_at_commas(tmp_path):
+    ratings = pd.Series([f"{1 + (i * 0.37) % 4:.1f}".replace(".", ",") for i in range(60)])  # 3,5 as a comma locale writes 3.5
+    kind, _, y, _ = parse_labels(ratings, _Ds(), tmp_path / "m.csv", "rating")
+    assert kind == "regression" and y[1, 0] == pytest.approx(1.4)
