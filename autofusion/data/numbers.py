@@ -8,7 +8,9 @@ negative's parentheses is a number whose thousands are grouped by threes. Whethe
 writes its decimals with a point or a comma (``12,99``) is decided once over the column
 (:func:`decimal_mark`) and saved with what a model learns of it, so that a row served alone
 (``1,500``) reads as its training rows did. A cell holding only a placeholder of a missing value
-(``-``, ``?``, ``n/a``: :data:`MISSING_MARKS`) is missing, not a string.
+(``-``, ``?``, ``n/a``: :data:`MISSING_MARKS`) is missing, not a string. A column whose cells
+nearly all end in one unit (``120 min``, ``1,248 CC``, ``23.4 kmpl``: :func:`unit_of`) is the
+numbers before it; the unit is decided once and saved like the decimal mark.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ _COMMA_DECIMALS = re.compile(r"^[+-]?(?:\d{1,3}(?:\.\d{3})+,\d+|\d*,(?:\d{1,2}|\
 _POINT_DECIMALS = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+\.\d+|\d*\.(?:\d{1,2}|\d{4,}))$")
 _LETTER = re.compile(r"[^\W\d_]")  # a letter: only a currency code may hold one
 _CODE = re.compile(rf"\b(?:{'|'.join(CODES)})\b", re.I)
-SAMPLE = 2000  # cells a column's decimal mark is decided on
+_UNIT = re.compile(r"^\s*([-+(]?[^\sA-Za-z]*\d\)?)\s*([A-Za-z°µ][A-Za-z°µ/²³]{0,7})\.?\s*$")  # 120 min, 5G
+UNIT_SHARE = 0.9  # of a column's written cells that must end in one unit
+SAMPLE = 2000  # cells a column's decimal mark (and unit) is decided on
 MAX_LENGTH = 40  # characters a written number has at most ("USD -1 234 567 890,12" has 21)
 
 
@@ -90,16 +94,40 @@ def parse(s: str, mark: str = ".") -> float:
     return -x if negative else x
 
 
-def to_numbers(cells: pd.Series, mark: str | None = None) -> np.ndarray:
+def unit_of(cells: Iterable[Any]) -> str:
+    """The unit nearly every written cell of a column ends in (``min`` for ``120 min``,
+    ``90 Min``), casefolded; ``""`` when there is none."""
+    texts = [v for v in cells if isinstance(v, str) and v.strip() and not is_marked_missing(v)][:SAMPLE]
+    units = [_unit_key(m.group(2)) for m in map(_UNIT.match, texts) if m]
+    if not texts or len(units) < UNIT_SHARE * len(texts):
+        return ""
+    top = max(set(units), key=units.count)
+    return top if units.count(top) >= UNIT_SHARE * len(texts) else ""
+
+
+def _unit_key(unit: str) -> str:
+    """A unit as compared: casefolded, a plural's s dropped (``Baths`` is ``bath``)."""
+    u = unit.casefold()
+    return u[:-1] if len(u) >= 4 and u.endswith("s") else u
+
+
+def to_numbers(cells: pd.Series, mark: str | None = None, unit: str | None = None) -> np.ndarray:
     """Cells as float64 (NaN where missing or no number): pandas' own reading first, then each
-    string it could not read as a written number with the column's decimal ``mark`` (decided
-    from the cells when None)."""
+    string it could not read as a written number with the column's decimal ``mark`` and
+    ``unit`` (each decided from the cells when None)."""
     cells = pd.Series(cells, dtype=object).reset_index(drop=True)
     x = pd.to_numeric(cells, errors="coerce").astype("float64").to_numpy(copy=True)
     strings = cells.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
     unread = np.flatnonzero(np.isnan(x) & strings)
     if not len(unread):
         return x
+    unit = unit_of(cells.iloc[unread]) if unit is None else unit
+    if unit:  # 120 min -> 120
+        cells = cells.copy()
+        for i in unread:
+            m = _UNIT.match(cells.iat[i])
+            if m and _unit_key(m.group(2)) == unit:
+                cells.iat[i] = m.group(1)
     candidates = {v for v in dict.fromkeys(cells.iloc[unread]) if _maybe(v)}  # each distinct string once
     if not candidates:
         return x

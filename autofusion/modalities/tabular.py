@@ -28,7 +28,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from autofusion.data.labels import log_target
-from autofusion.data.numbers import decimal_mark, is_marked_missing, to_numbers
+from autofusion.data.numbers import decimal_mark, is_marked_missing, to_numbers, unit_of
 from autofusion.modalities.base import (
     MODALITIES,
     DataChoice,
@@ -87,19 +87,19 @@ def category(v: Any) -> str | None:
     return str(v).strip()
 
 
-def numbers(col: pd.Series, mark: str | None = None) -> np.ndarray:
+def numbers(col: pd.Series, mark: str | None = None, unit: str | None = None) -> np.ndarray:
     """A column as float64, NaN where missing or not a number. A date or time (``2021-03-04``,
     ``04/03/2021 10:00``, a Parquet timestamp) is its nanoseconds since 1970, so a date column
     means the same read from a CSV's strings or a Parquet file's timestamps; a number written
     with a currency, grouped thousands or a percent sign (``$1,234.50``) is that number, with
-    the decimal ``mark`` given (a fitted column's) or decided from the column
-    (``autofusion.data.numbers``)."""
+    the decimal ``mark`` and ``unit`` given (a fitted column's) or decided from the column
+    (``autofusion.data.numbers``: ``120 min`` is 120 in a column of minutes)."""
     series = pd.Series(col)
     if pd.api.types.is_numeric_dtype(series.dtype):  # numbers already (a Parquet or typed column): no cell to parse
         return pd.to_numeric(series, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
     cells = pd.Series(col, dtype=object).map(lambda v: None if is_missing(v) else v)
     dated = cells.map(is_time).astype(bool)
-    x = to_numbers(cells.where(~dated, None), mark)
+    x = to_numbers(cells.where(~dated, None), mark, unit)
     if dated.any():
         x[dated.to_numpy()] = [_nanoseconds(v) for v in cells[dated]]
     return x
@@ -218,8 +218,8 @@ class TabularModality(Modality):
         frame = _frame(cells, prep)
         stats = {}
         for c in prep["numeric"]:
-            mark = decimal_mark(frame[c])
-            x = numbers(frame[c], mark)
+            mark, unit = decimal_mark(frame[c]), unit_of(frame[c])
+            x = numbers(frame[c], mark, unit)
             x = x[np.isfinite(x)]
             # all above 0 and right-skewed (an area, a price, a count): the log scale, where its
             # few large values no longer squeeze the others together; the rule of log targets
@@ -229,7 +229,8 @@ class TabularModality(Modality):
                 x = np.log(x)
             mean = float(x.mean()) if len(x) else 0.0
             std = float(x.std()) if len(x) > 1 else 0.0
-            stats[c] = {"mean": mean, "std": std if std > 0 else 1.0, "log": log, "floor": floor, "decimal": mark}
+            stats[c] = {"mean": mean, "std": std if std > 0 else 1.0, "log": log, "floor": floor, "decimal": mark,
+                        "unit": unit}
         vocab = {}
         for c in prep["categorical"]:
             counts = pd.Series([category(v) for v in frame[c]], dtype=object).dropna().value_counts()
@@ -243,8 +244,8 @@ class TabularModality(Modality):
         frame = _frame(cells, prep)
         parts = []
         if prep["numeric"]:
-            x = np.stack([_scaled(numbers(frame[c], state["numeric"][c].get("decimal")), state["numeric"][c])
-                          for c in prep["numeric"]], axis=1)
+            x = np.stack([_scaled(numbers(frame[c], state["numeric"][c].get("decimal"), state["numeric"][c].get("unit")),
+                                  state["numeric"][c]) for c in prep["numeric"]], axis=1)
             mean = np.array([state["numeric"][c]["mean"] for c in prep["numeric"]])
             std = np.array([state["numeric"][c]["std"] for c in prep["numeric"]])
             missing = ~np.isfinite(x)

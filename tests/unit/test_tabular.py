@@ -113,7 +113,7 @@ def test_fit_and_encode_missing_values_and_unseen_categories():
     prep = prep_for(["area"], ["zip", "brand"])
     state = TAB.fit(train, prep)
     assert state["numeric"]["area"] == {"mean": 2.0, "std": pytest.approx(np.std([1.0, 2.0, 3.0])), "log": False,
-                                        "floor": 0.0, "decimal": "."}
+                                        "floor": 0.0, "decimal": ".", "unit": ""}
     assert state["categorical"] == {"zip": ["85255", "36372"], "brand": ["acme", "zeta"]}
     new = pd.DataFrame({"area": [2.0, None, "n/a"], "zip": ["85255", 99999, None], "brand": ["zeta", "brandnew", None]})
     x = TAB.encode(new, prep, state)

@@ -76,3 +76,18 @@ def test_a_label_of_written_prices_is_a_regression_on_their_values(tmp_path):
     assert y[:3, 0].tolist() == [200_000.0, 201_250.0, 202_500.0]
     few = pd.Series(["1", "2", "3", "1", "2"] * 4, dtype=object)  # strings pandas reads: still classes
     assert parse_labels(few, Ds(), tmp_path / "m.csv", "grade")[0] == "classification"
+
+
+def test_a_column_of_numbers_with_one_unit_is_numeric_and_keeps_its_unit_for_a_served_row():
+    runtimes = [f"{60 + 7 * i} min" for i in range(40)] + ["90 Min", "n/a"]
+    assert column_kind(pd.Series(runtimes, dtype=object)) == "numeric"
+    assert not MODALITIES.get("text").recognises(runtimes)
+    np.testing.assert_allclose(to_numbers(pd.Series(["1,248 CC", "998 cc", "1498 CC"])), [1248, 998, 1498])
+    np.testing.assert_allclose(to_numbers(pd.Series(["1.5 baths", "2 baths", "1 bath"])), [1.5, 2, 1])  # plurals
+    mixed = [f"{i} {u}" for i, u in zip(range(40), ["kg", "lb", "g", "oz"] * 10)]  # no one unit: no number
+    assert np.isnan(to_numbers(pd.Series(mixed))).all()
+    prep = {**TAB.Prep().model_dump(), "numeric": ["runtime"], "categorical": []}
+    state = TAB.fit(pd.DataFrame({"runtime": runtimes}), prep)
+    assert state["numeric"]["runtime"]["unit"] == "min"
+    one = TAB.encode(pd.DataFrame({"runtime": ["95 min"]}), prep, state)  # alone, its unit as its column's
+    assert one[0, 0] == pytest.approx(TAB.encode(pd.DataFrame({"runtime": [95]}), prep, state)[0, 0])
