@@ -69,7 +69,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     text = "" if fmt in BINARY else _read_text(path)
     try:
         if fmt == "parquet":
-            df = pd.read_parquet(path)
+            df = flatten(pd.read_parquet(path))  # struct columns, as JSON objects
         elif fmt == "excel":
             df = _read_excel(path)
         elif fmt in ("csv", "tsv"):

@@ -78,8 +78,9 @@ def as_text(cell: Any) -> str:
 
 
 def _words(cell: Any) -> bool:
-    """A list of strings (tags, keywords), as JSON manifests hold them."""
-    return isinstance(cell, (list, tuple)) and len(cell) > 0 and all(isinstance(v, str) for v in cell)
+    """A list of strings (tags, keywords), as JSON manifests (lists) and Parquet files (arrays)
+    hold them."""
+    return isinstance(cell, (list, tuple, np.ndarray)) and len(cell) > 0 and all(isinstance(v, str) for v in cell)
 
 
 def join_fields(frame: pd.DataFrame) -> pd.Series:
