@@ -134,16 +134,19 @@ def present_cells(col: pd.Series) -> np.ndarray:
 def resolve_path(base: Path, cell: Any) -> str:
     """A file cell as a path: absolute as written, else under ``base`` (the manifest's folder).
     A relative path written on Windows (``images\\cat.png``) is read with ``/`` where no file
-    has the name as written; a ``file://`` URI is its path."""
+    has the name as written; a ``file://`` URI is its path; a relative path that is no file
+    under ``base`` but one under the working folder (``data/images/cat.png`` in
+    ``data/train.csv``, written from the project's folder) is that one."""
     raw = str(cell).strip()
     if raw.lower().startswith("file://"):
         from urllib.parse import unquote, urlparse
 
         raw = unquote(urlparse(raw).path) or raw
     path = raw if os.path.isabs(raw) else str(base / raw)
-    if "\\" in raw and os.sep == "/" and not os.path.exists(path):
-        posix = raw.replace("\\", "/")
-        other = posix if os.path.isabs(posix) else str(base / posix)
+    if os.path.isabs(raw) or os.path.exists(path):
+        return path
+    posix = raw.replace("\\", "/") if os.sep == "/" else raw
+    for other in (str(base / posix), os.path.abspath(posix)):
         if os.path.exists(other):
             return other
     return path

@@ -1,7 +1,7 @@
 """File cells as other tools write them. A manifest written on Windows: relative file paths with
 backslashes are read on Linux and macOS as the same files, for training and for prediction; an
 absolute Windows path says what it is instead of a bare "file not found". A ``file://`` URI is
-its path."""
+its path. A relative path written from the project's folder is found from there."""
 
 from __future__ import annotations
 
@@ -46,3 +46,15 @@ def test_a_file_uri_is_its_path(tmp_path):
     path = _manifest(tmp_path, [(tmp_path / "images" / f"{i}.png").as_uri() for i in range(24)])
     assert inspect_facts(path, home=tmp_path / "home")["kept"] == 24
     assert resolve_path(tmp_path, "file:///data/my%20photo.png") == "/data/my photo.png"
+
+
+def test_paths_written_from_the_project_folder_are_found_from_there(tmp_path, monkeypatch):
+    """``data/train.csv`` holding ``data/images/0.png``: relative to the folder the user works in,
+    not to the manifest's; found when the manifest's folder has no such file."""
+    data = tmp_path / "data"
+    data.mkdir()
+    path = _manifest(data, [f"data/images/{i}.png" for i in range(24)])
+    monkeypatch.chdir(tmp_path)
+    assert inspect_facts(path, home=tmp_path / "home")["kept"] == 24
+    assert resolve_path(data, "data/images/3.png") == str(tmp_path / "data" / "images" / "3.png")
+    assert resolve_path(data, "images/3.png") == str(data / "images" / "3.png")  # the manifest's folder first
