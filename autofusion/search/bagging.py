@@ -54,6 +54,15 @@ def folds_for(settings: Any, rows: int) -> int:
     return settings.bagging
 
 
+def fold_limit(data: Any) -> int | None:
+    """The most folds the pooled rows allow: a class (classification) in every fold, so its
+    rarest class's rows; None (no limit) for other targets."""
+    if data.meta.target != "classification":
+        return None
+    counts = np.bincount(data.targets[data.split != TEST].astype(np.int64))
+    return int(counts[counts > 0].min()) if (counts > 0).any() else 0
+
+
 def chosen(trials: list[TrialRecord], best: TrialRecord, ensemble: Any) -> list[TrialRecord]:
     """The configurations to bag: the greedy ensemble's members, most weight first (kept or
     not: its picks are the trials that help each other most), else the best trial; at most
@@ -222,7 +231,9 @@ def bag_and_log(ctx: Any, trials: list[TrialRecord], best: TrialRecord,
     from autofusion.trial import TrialConfig
 
     k = folds_for(ctx.settings, int((ctx.data.split != TEST).sum()))
-    if not k:
+    limit = fold_limit(ctx.data)
+    k = k if limit is None else min(k, limit)
+    if k < 2:  # none asked, or a class too rare to be in two folds
         return None, None
     configs, left = budget_of(ctx, chosen(trials, best, ensemble), k)
     done = run_bagging(ctx, configs, k, left)

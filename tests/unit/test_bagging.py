@@ -129,3 +129,17 @@ def test_the_budget_holds_for_auto_bagging_and_not_where_the_user_named_the_fold
     assert [c.number for c in kept] == [1] and left[0].startswith("trial 2: its 5 folds would take about")
     ctx.settings = _settings(bagging=5, concurrency=1)
     assert budget_of(ctx, slow, FOLDS) == (slow, [])
+
+
+def test_a_rare_class_limits_the_folds():
+    """Stratified folds need each class in every fold: a class of 3 pooled rows allows 3 folds,
+    one of a single row none (a tiny data set then goes without bagging, and says nothing of it)."""
+    data = fake_data(["text"], n=60, classes=2)
+    pool = np.flatnonzero(data.split != TEST)
+    targets = data.targets.copy()
+    targets[pool] = 0
+    targets[pool[:3]] = 1
+    assert bagging.fold_limit(dataclasses.replace(data, targets=targets)) == 3
+    targets[pool[1:3]] = 0
+    assert bagging.fold_limit(dataclasses.replace(data, targets=targets)) == 1
+    assert bagging.fold_limit(fake_data(["text"], n=60, classes=2, target="regression")) is None
