@@ -91,8 +91,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dup:
         raise DataError(f"manifest {str(path)!r}: column names must be unique, but {', '.join(map(repr, dup))} repeat")
-    df = df.reset_index(drop=True)
-    return df
+    return df.reset_index(drop=True)
 
 
 def _read_excel(path: Path) -> pd.DataFrame:
@@ -114,9 +113,11 @@ def _read_excel(path: Path) -> pd.DataFrame:
 
 def flatten(df: pd.DataFrame) -> pd.DataFrame:
     """A JSON manifest's nested objects as columns of their own, named by their path
-    (``{"meta": {"price": 3}}`` -> ``meta.price``), as ``pandas.json_normalize`` names them;
-    lists stay cells."""
-    nested = [c for c in df.columns if df[c].map(lambda v: isinstance(v, dict)).any()]
+    (``{"meta": {"price": 3}}`` -> ``meta.price``), as ``pandas.json_normalize`` names them: a
+    column of objects (or missing cells) only; lists, and a column mixing objects with other
+    values, stay cells."""
+    nested = [c for c in df.columns if df[c].map(lambda v: isinstance(v, dict)).any()
+              and df[c].map(lambda v: isinstance(v, dict) or v is None or (isinstance(v, float) and v != v)).all()]
     for c in nested:
         cells = [v if isinstance(v, dict) else {} for v in df[c]]
         wide = pd.json_normalize(cells).add_prefix(f"{c}.")
