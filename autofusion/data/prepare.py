@@ -154,6 +154,7 @@ def prepare_data(
         raise ConfigError(f"on_bad_rows must be 'error' or 'skip', but got {policy!r}")
     check = check_rows(manifest, space, columns=columns, home=home, seed=seed, cuda=cuda, progress=progress)
     stop_on_wrong_column(check)
+    stop_on_wrong_label(check)
     if check.bad and policy == "error":
         raise DataError(bad_rows_message(check.manifest, check.bad, len(check.df)))
     return split_rows(check, space, on_bad_rows=policy, seed=seed)
@@ -167,6 +168,7 @@ def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> P
     df, manifest, roles = check.df, check.manifest, check.roles
     target, classes, targets = check.target, check.classes, check.targets
     stop_on_wrong_column(check)
+    stop_on_wrong_label(check)
     if check.bad and on_bad_rows == "error":
         raise DataError(bad_rows_message(manifest, check.bad, len(df)))
     keep = np.setdiff1d(np.arange(len(df)), np.array(check.bad_rows, dtype=int) - 1)
@@ -281,6 +283,25 @@ def stop_on_wrong_column(check: RowCheck) -> None:
                         f"(read as {spec.modality}) could be read, e.g. {cells[0]}; check that the files are "
                         "where the manifest says (relative paths start at its folder) and that --columns "
                         f"{spec.modality}=COLUMN names the {spec.modality} column")
+
+
+DISTINCT_LABELS = 0.5  # classes past this share of the rows (20 or more): no label column
+
+
+def stop_on_wrong_label(check: RowCheck) -> None:
+    """Stops when the label column cannot be one: no row has a label, or nearly every row has a
+    class of its own (a file path, a name, an id named as the label). The column is then what
+    to fix, whatever ``on_bad_rows`` says (skipping the rows would leave nothing to learn)."""
+    col = check.roles["label"][0]
+    rows = len(check.df)
+    labels = [b for b in check.bad if b.field == "label"]
+    if labels and len({b.row for b in labels}) == rows:
+        raise DataError(f"{check.manifest}: no row has a usable label in column {col!r} (e.g. {labels[0]}); "
+                        "point --columns label=COLUMN at the label column")
+    if check.target == "classification" and rows >= 20 and len(check.classes) > DISTINCT_LABELS * rows:
+        raise DataError(f"{check.manifest}: column {col!r} holds {len(check.classes)} different labels in {rows} "
+                        f"rows (e.g. {check.classes[0]!r}), too many to be classes; point --columns label=COLUMN "
+                        "at the label column, or pass --target regression if they are numbers")
 
 
 def bad_rows_message(manifest: Path, bad: list[BadCell], total: int) -> str:

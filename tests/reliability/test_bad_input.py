@@ -335,6 +335,13 @@ CASES: list[Case] = [
                                      "--on-bad-rows skip", name_task=True)),
     Case("label-nan", manifest_case(_cell("label", 9, "NaN", na_rep="NaN"), "row 9 label: empty label",
                                     "--on-bad-rows skip")),
+    Case("label-all-empty", manifest_case(lambda m, df: _write_df(df.assign(label=""), m),
+                                          "no row has a usable label in column 'label' (e.g. row 1 label: empty label)",
+                                          "point --columns label=COLUMN at the label column")),
+    Case("label-flag-names-the-image-column", lambda ctx: (  # a class per row: not a label column
+        ["--data", str(m := _data(ctx)), "--columns", "label=image"],
+        [str(m), "column 'image' holds", "different labels in", "too many to be classes; point --columns "
+         "label=COLUMN at the label column"])),
     Case("label-one-class", manifest_case(
         lambda m, df: _write_df(df.assign(label="alpha"), m),
         "label column 'label' has a single class ('alpha'); classification needs at least 2: ",
