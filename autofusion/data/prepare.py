@@ -153,11 +153,7 @@ def prepare_data(
     if policy not in ("error", "skip"):
         raise ConfigError(f"on_bad_rows must be 'error' or 'skip', but got {policy!r}")
     check = check_rows(manifest, space, columns=columns, home=home, seed=seed, cuda=cuda, progress=progress)
-    stop_on_wrong_column(check)
-    stop_on_wrong_label(check)
-    if check.bad and policy == "error":
-        raise DataError(bad_rows_message(check.manifest, check.bad, len(check.df)))
-    return split_rows(check, space, on_bad_rows=policy, seed=seed)
+    return split_rows(check, space, on_bad_rows=policy, seed=seed)  # it stops on a wrong column or bad rows
 
 
 def split_rows(check: RowCheck, space: Any, *, on_bad_rows: str, seed: int) -> PreparedData:
